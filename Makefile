@@ -1,0 +1,45 @@
+# dynaquant: `make run` starts the service on the bundled model; `make test` runs every check.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+REDIS_URL ?= redis://127.0.0.1:6379/0
+export REDIS_URL
+
+.PHONY: install run test lint unit integration e2e bench clean
+
+install: $(VENV)/.installed
+
+# torch is pinned to the CPU build here; for CUDA install a CUDA torch into the venv first (README).
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[hf,dev]'
+	touch $@
+
+run: install
+	$(VENV)/bin/dynaquant up --workers $${WORKERS:-1}
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: install lint
+	scripts/ensure-redis
+	scripts/ensure-chromium
+	$(VENV)/bin/pytest -q
+
+unit: install
+	$(VENV)/bin/pytest -q tests/unit
+
+bench: install
+	scripts/ensure-redis
+	$(PY) -m bench.levels
+	$(PY) -m bench.bandwidth
+	$(PY) -m bench.overhead
+	$(PY) -m bench.serving
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output

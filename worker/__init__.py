@@ -1,0 +1,1 @@
+"""Celery workers that run simplification jobs on a local LLM at an adaptive precision."""

@@ -1,0 +1,46 @@
+"""Errors a user can meet, each with a message that says what is wrong and what to do."""
+
+from __future__ import annotations
+
+
+class DynaquantError(Exception):
+    """Base of every error the service reports to a user."""
+
+    code = "error"
+
+
+class InputError(DynaquantError, ValueError):
+    """A request field is missing or out of range."""
+
+    code = "invalid_input"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class ModelNotFoundError(DynaquantError, KeyError):
+    """The model name is not in the registry."""
+
+    code = "unknown_model"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown model"
+
+
+class ModelLoadError(DynaquantError):
+    """A model's files are missing, corrupt or unreadable."""
+
+    code = "model_load_failed"
+
+
+class InsufficientMemoryError(DynaquantError, MemoryError):
+    """Even the smallest level does not fit the cache cap or the free memory."""
+
+    code = "insufficient_memory"
+
+
+class JobCancelled(DynaquantError):
+    """The job was cancelled while it ran."""
+
+    code = "cancelled"

@@ -1,0 +1,338 @@
+"""The quantization decision policy: pure functions over explicit facts, no I/O.
+
+Every outside fact (memory reading, load, device capabilities, the clock) is an argument,
+so the rule can be tested exhaustively and reused by the web app without importing a runtime.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+LEVELS: tuple[str, ...] = ("fp16", "int8", "int4", "int2")
+"""Precision levels, most precise first."""
+
+TASK_PRIORITIES: tuple[str, ...] = ("quality", "balanced", "speed")
+
+BITS_PER_WEIGHT: dict[str, float] = {"fp16": 16.0, "int8": 8.5, "int4": 4.9, "int2": 3.2}
+"""Real storage cost per weight: F16, Q8_0, Q4_K_M and Q2_K as llama.cpp writes them."""
+
+GGUF_TYPES: dict[str, str] = {"fp16": "F16", "int8": "Q8_0", "int4": "Q4_K_M", "int2": "Q2_K"}
+
+NOMINAL_BITS: dict[str, int] = {"fp16": 16, "int8": 8, "int4": 4, "int2": 2}
+
+RUNTIME_OVERHEAD_FRACTION = 0.10
+"""KV cache, activations and allocator slack, as a share of the weights (see README)."""
+
+RUNTIME_OVERHEAD_GB = 0.25
+"""Fixed runtime cost: compute buffers and the tokenizer, independent of model size."""
+
+BANDS: tuple[str, ...] = ("comfortable", "moderate", "tight", "critical", "emergency")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Memory-band edges (fractions used) and load edges (requests) of the decision matrix."""
+
+    memory_comfortable: float = 0.40
+    memory_moderate: float = 0.60
+    memory_tight: float = 0.75
+    memory_critical: float = 0.85
+    load_low: int = 2
+    load_moderate: int = 5
+    load_high: int = 10
+
+    def __post_init__(self) -> None:
+        edges = (self.memory_comfortable, self.memory_moderate, self.memory_tight, self.memory_critical)
+        for value in edges:
+            check_fraction(value, "memory threshold")
+        if list(edges) != sorted(edges):
+            raise ValueError(f"memory thresholds must rise: comfortable <= moderate <= tight <= critical, got {edges}")
+        loads = (self.load_low, self.load_moderate, self.load_high)
+        if any(not isinstance(v, int) or v < 0 for v in loads) or list(loads) != sorted(loads):
+            raise ValueError(f"load thresholds must be integers with 0 <= low <= moderate <= high, got {loads}")
+
+
+ENV_THRESHOLDS: dict[str, tuple[str, Callable[[str], float | int]]] = {
+    "QUANTIZE_MEMORY_COMFORTABLE": ("memory_comfortable", float),
+    "QUANTIZE_MEMORY_MODERATE": ("memory_moderate", float),
+    "QUANTIZE_MEMORY_TIGHT": ("memory_tight", float),
+    "QUANTIZE_MEMORY_CRITICAL": ("memory_critical", float),
+    "QUANTIZE_LOAD_LOW": ("load_low", int),
+    "QUANTIZE_LOAD_MODERATE": ("load_moderate", int),
+    "QUANTIZE_LOAD_HIGH": ("load_high", int),
+}
+
+
+def thresholds_from_env(environ: Mapping[str, str] | None = None) -> Thresholds:
+    """Thresholds from the QUANTIZE_* variables, the spec's defaults where unset."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for var, (attr, parse) in ENV_THRESHOLDS.items():
+        raw = env.get(var, "").strip()
+        if not raw:
+            continue
+        try:
+            values[attr] = parse(raw)
+        except ValueError:
+            kind = "an integer" if parse is int else "a number"
+            raise ValueError(f"{var}={raw!r} is not {kind}") from None
+    return Thresholds(**values)
+
+
+def check_level(level: str, what: str = "level") -> str:
+    """Return the level if known, else raise ValueError naming it and the allowed ones."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown {what} {level!r}: allowed are {', '.join(LEVELS)}")
+    return level
+
+
+def check_priority(task_priority: str) -> str:
+    """Return the task priority if known, else raise ValueError naming the allowed ones."""
+    if task_priority not in TASK_PRIORITIES:
+        raise ValueError(f"unknown task_priority {task_priority!r}: allowed are {', '.join(TASK_PRIORITIES)}")
+    return task_priority
+
+
+def check_fraction(value: float, what: str = "memory_used") -> float:
+    """Return a fraction in [0, 1], else raise ValueError naming the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{what} must be a fraction between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def check_load(load: int) -> int:
+    """Return a non-negative integer load, else raise ValueError naming the value."""
+    if isinstance(load, bool) or not isinstance(load, int) or load < 0:
+        raise ValueError(f"load must be a non-negative integer count of requests, got {load!r}")
+    return load
+
+
+def rank(level: str) -> int:
+    """0 for fp16 up to 3 for int2: a higher rank is less precise."""
+    return LEVELS.index(check_level(level))
+
+
+def shift(level: str, steps: int) -> str:
+    """Move a level `steps` towards less precision (negative: more), clamped to the ends."""
+    return LEVELS[min(max(rank(level) + steps, 0), len(LEVELS) - 1)]
+
+
+def memory_band(memory_used: float, t: Thresholds) -> str:
+    """Name the band a memory reading falls in."""
+    m = check_fraction(memory_used)
+    edges = (t.memory_comfortable, t.memory_moderate, t.memory_tight, t.memory_critical)
+    return BANDS[sum(1 for edge in edges if m >= edge)]
+
+
+def matrix_level(memory_used: float, load: int, t: Thresholds) -> str:
+    """The decision matrix itself: memory band and load to a level."""
+    band = memory_band(memory_used, t)
+    n = check_load(load)
+    if band == "comfortable":
+        if n < t.load_low:
+            return "fp16"
+        if n <= t.load_moderate:
+            return "int8"
+        return "int4" if n <= t.load_high else "int2"
+    if band == "moderate":
+        if n < t.load_low:
+            return "int8"
+        return "int4" if n <= t.load_high else "int2"
+    if band == "tight":
+        return "int4" if n <= t.load_high else "int2"
+    if band == "critical":
+        return "int4" if n < t.load_high else "int2"
+    return "int2"
+
+
+def apply_task_priority(level: str, task_priority: str) -> str:
+    """quality: one level more precise; speed: one level less; balanced: unchanged."""
+    steps = {"quality": -1, "balanced": 0, "speed": 1}[check_priority(task_priority)]
+    return shift(level, steps)
+
+
+def apply_floor(level: str, min_quantization: str | None) -> str:
+    """Never less precise than the floor."""
+    if min_quantization is None:
+        return level
+    floor = check_level(min_quantization, "min_quantization")
+    return floor if rank(level) > rank(floor) else level
+
+
+class UnsupportedLevelError(ValueError):
+    """No level the device and backend can run satisfies the request."""
+
+
+def apply_capabilities(level: str, supported: Iterable[str], floor: str | None = None) -> str:
+    """Move an unsupported level to the nearest supported one, lower first, never below the floor."""
+    allowed = {check_level(s, "supported level") for s in supported}
+    if level in allowed:
+        return level
+    lowest = rank(floor) if floor is not None else len(LEVELS) - 1
+    r = rank(level)
+    candidates = [LEVELS[i] for i in range(r + 1, lowest + 1)] + [LEVELS[i] for i in range(r - 1, -1, -1)]
+    for candidate in candidates:
+        if candidate in allowed:
+            return candidate
+    raise UnsupportedLevelError(
+        f"no supported level satisfies {level!r} with floor {floor!r}: this device and backend run "
+        f"{', '.join(sorted(allowed, key=rank)) or 'nothing'}"
+    )
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a job asks of the policy."""
+
+    task_priority: str = "balanced"
+    min_quantization: str | None = None
+    force_quantization: str | None = None
+
+    def __post_init__(self) -> None:
+        check_priority(self.task_priority)
+        if self.min_quantization is not None:
+            check_level(self.min_quantization, "min_quantization")
+        if self.force_quantization is not None:
+            check_level(self.force_quantization, "force_quantization")
+
+
+def decide(
+    memory_used: float,
+    load: int,
+    t: Thresholds,
+    request: Request = Request(),
+    supported: Iterable[str] = LEVELS,
+) -> str:
+    """The whole rule: matrix, task priority, floor, then capabilities; force overrides all but capability."""
+    supported = tuple(supported)
+    if request.force_quantization is not None:
+        if request.force_quantization not in supported:
+            raise UnsupportedLevelError(
+                f"force_quantization {request.force_quantization!r} is not supported here: "
+                f"choose one of {', '.join(sorted(supported, key=rank))}"
+            )
+        return request.force_quantization
+    level = matrix_level(memory_used, load, t)
+    level = apply_task_priority(level, request.task_priority)
+    level = apply_floor(level, request.min_quantization)
+    return apply_capabilities(level, supported, request.min_quantization)
+
+
+def projected_memory_used(used_bytes: int, total_bytes: int, resident_bytes: int, candidate_bytes: int) -> float:
+    """Memory fraction as it would read with the resident model swapped for the candidate."""
+    if total_bytes <= 0:
+        raise ValueError(f"total memory must be positive, got {total_bytes}")
+    projected = used_bytes - resident_bytes + candidate_bytes
+    return min(max(projected / total_bytes, 0.0), 1.0)
+
+
+def decide_projected(
+    used_bytes: int,
+    total_bytes: int,
+    resident_bytes: int,
+    candidate_bytes: Mapping[str, int],
+    load: int,
+    t: Thresholds,
+    request: Request = Request(),
+    supported: Iterable[str] = LEVELS,
+) -> str:
+    """Most precise level that the rule still accepts once the model is loaded at that level.
+
+    Judging memory with the candidate loaded keeps a model's own footprint from pushing the reading
+    into another band and back after every reload.
+    """
+    supported = tuple(supported)
+    if request.force_quantization is not None:
+        return decide(0.0, load, t, request, supported)
+    level = LEVELS[-1]
+    for candidate in LEVELS:
+        if candidate not in supported:
+            continue
+        memory = projected_memory_used(used_bytes, total_bytes, resident_bytes, candidate_bytes.get(candidate, 0))
+        level = decide(memory, load, t, request, supported)
+        if rank(level) <= rank(candidate):
+            return candidate
+    return level
+
+
+def estimate_weights_gb(model_size_params: float, level: str) -> float:
+    """Weight bytes in GB (1e9) for a model of `model_size_params` billion weights at a level."""
+    if isinstance(model_size_params, bool) or not isinstance(model_size_params, (int, float)) or model_size_params <= 0:
+        raise ValueError(f"model_size_params must be a positive number of billions, got {model_size_params!r}")
+    return model_size_params * BITS_PER_WEIGHT[check_level(level)] / 8.0
+
+
+def estimate_memory_gb(model_size_params: float, level: str) -> float:
+    """Weights plus runtime overhead: what loading the model at a level is expected to take."""
+    weights = estimate_weights_gb(model_size_params, level)
+    return weights * (1.0 + RUNTIME_OVERHEAD_FRACTION) + RUNTIME_OVERHEAD_GB
+
+
+def compression_ratio(level: str) -> float:
+    """Size reduction against fp32 weights: 2x for fp16 up to 16x for int2."""
+    return 32.0 / NOMINAL_BITS[check_level(level)]
+
+
+def loader_config(level: str, backend: str = "transformers") -> dict[str, object]:
+    """The load-time settings a backend needs for a level (bitsandbytes keys or a GGUF type)."""
+    check_level(level)
+    if backend == "gguf":
+        return {"gguf_type": GGUF_TYPES[level]}
+    if level == "fp16":
+        return {"torch_dtype": "float16"}
+    if level == "int8":
+        return {"load_in_8bit": True}
+    if level == "int4":
+        return {"load_in_4bit": True, "bnb_4bit_compute_dtype": "float16", "bnb_4bit_quant_type": "nf4"}
+    return {"gguf_type": GGUF_TYPES[level], "note": "int2 is served by the GGUF backend"}
+
+
+@dataclass
+class PendingChange:
+    """A level the rule has asked for but that has not yet held long enough to be adopted."""
+
+    level: str
+    since: float
+    count: int
+
+
+@dataclass
+class Stabilizer:
+    """Hysteresis for re-optimisation: a model changes level only when the new level holds.
+
+    A change is adopted after `consecutive` decisions in a row or `dwell_seconds` of asking for it,
+    whichever comes first; a downgrade at critical memory is adopted at once.
+    """
+
+    dwell_seconds: float = 30.0
+    consecutive: int = 3
+    current: dict[str, str] = field(default_factory=dict)
+    pending: dict[str, PendingChange] = field(default_factory=dict)
+
+    def propose(self, model: str, level: str, now: float, critical: bool = False) -> str:
+        """Record a decision for a model and return the level it should run at now."""
+        check_level(level)
+        held = self.current.get(model)
+        if held is None or held == level or (critical and rank(level) > rank(held)):
+            return self._adopt(model, level)
+        pending = self.pending.get(model)
+        if pending is None or pending.level != level:
+            pending = self.pending[model] = PendingChange(level, now, 0)
+        pending.count += 1
+        if pending.count >= self.consecutive or now - pending.since >= self.dwell_seconds:
+            return self._adopt(model, level)
+        return held
+
+    def forget(self, model: str) -> None:
+        """Drop what is known of a model (it was unloaded)."""
+        self.current.pop(model, None)
+        self.pending.pop(model, None)
+
+    def _adopt(self, model: str, level: str) -> str:
+        self.current[model] = level
+        self.pending.pop(model, None)
+        return level

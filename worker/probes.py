@@ -1,0 +1,203 @@
+"""Live readings of the machine: the only module that measures memory, devices and queue load."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from worker.policy import LEVELS
+
+if TYPE_CHECKING:
+    import redis
+
+PRIORITY_STEPS: tuple[int, ...] = tuple(range(10))
+PRIORITY_SEP = "\x06\x16"
+UNACKED_KEY = "unacked"
+DEVICES = ("cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class MemoryReading:
+    """Memory of the pool that holds model weights, and this process's share of it."""
+
+    pool: str
+    total_bytes: int
+    available_bytes: int
+    process_bytes: int
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes in use in the pool."""
+        return max(self.total_bytes - self.available_bytes, 0)
+
+    @property
+    def used_fraction(self) -> float:
+        """Share of the pool in use, 0 to 1."""
+        return min(self.used_bytes / self.total_bytes, 1.0) if self.total_bytes else 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The reading in the units the status API speaks (GB and a percentage)."""
+        gb = 1024**3
+        return {
+            "pool": self.pool,
+            "total_gb": round(self.total_bytes / gb, 3),
+            "available_gb": round(self.available_bytes / gb, 3),
+            "used_gb": round(self.used_bytes / gb, 3),
+            "used_fraction": round(self.used_fraction, 4),
+            "used_percent": f"{self.used_fraction * 100:.1f}%",
+            "process_gb": round(self.process_bytes / gb, 3),
+        }
+
+
+def process_rss_bytes() -> int:
+    """Resident memory of this process."""
+    return int(psutil.Process().memory_info().rss)
+
+
+def system_memory() -> MemoryReading:
+    """System RAM as psutil reads it (available counts reclaimable page cache as free)."""
+    vm = psutil.virtual_memory()
+    return MemoryReading("system", int(vm.total), int(vm.available), process_rss_bytes())
+
+
+def cuda_memory(index: int = 0) -> MemoryReading:
+    """GPU memory as the CUDA driver reports it, including other processes' use."""
+    import torch
+
+    free, total = torch.cuda.mem_get_info(index)
+    return MemoryReading(f"cuda:{index}", int(total), int(free), int(torch.cuda.memory_reserved(index)))
+
+
+def mps_memory() -> MemoryReading:
+    """Apple unified memory: weights share system RAM with everything else."""
+    reading = system_memory()
+    return MemoryReading("unified", reading.total_bytes, reading.available_bytes, reading.process_bytes)
+
+
+def installed(module: str) -> bool:
+    """Whether a module can be imported, without importing it."""
+    return importlib.util.find_spec(module) is not None
+
+
+def detect_device(requested: str | None = None) -> str:
+    """The device weights will live on: DYNAQUANT_DEVICE or the argument, else CUDA, MPS, then CPU."""
+    choice = (requested or os.environ.get("DYNAQUANT_DEVICE") or "auto").lower()
+    if choice != "auto":
+        if choice not in DEVICES:
+            raise ValueError(f"unknown device {choice!r}: allowed are auto, {', '.join(DEVICES)}")
+        return choice
+    if installed("torch"):
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+    return "cpu"
+
+
+def memory_reader(device: str) -> Callable[[], MemoryReading]:
+    """The memory probe for a device's weight pool."""
+    return {"cuda": cuda_memory, "mps": mps_memory}.get(device, system_memory)
+
+
+def backend_capabilities(device: str, has_module: Callable[[str], bool] = installed) -> dict[str, dict[str, bool]]:
+    """Levels each installed backend can run on the device."""
+    caps: dict[str, dict[str, bool]] = {}
+    if has_module("llama_cpp"):
+        caps["gguf"] = {level: True for level in LEVELS}
+    if has_module("transformers") and has_module("torch"):
+        bnb = has_module("bitsandbytes") and device in ("cpu", "cuda")
+        caps["transformers"] = {"fp16": True, "int8": bnb, "int4": bnb, "int2": False}
+    return caps
+
+
+def merge_capabilities(per_backend: dict[str, dict[str, bool]]) -> dict[str, bool]:
+    """A level is available when any installed backend runs it."""
+    return {level: any(c.get(level, False) for c in per_backend.values()) for level in LEVELS}
+
+
+def priority_queue_names(queue: str, steps: Iterable[int] = PRIORITY_STEPS) -> list[str]:
+    """The Redis lists kombu keeps for one queue, one per priority step."""
+    return [queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}" for step in steps]
+
+
+def queue_depth_by_priority(client: redis.Redis, queues: Sequence[str]) -> dict[int, int]:
+    """Messages waiting per priority step, summed over the queues."""
+    pipe = client.pipeline(transaction=False)
+    for queue in queues:
+        for name in priority_queue_names(queue):
+            pipe.llen(name)
+    counts = [int(n) for n in pipe.execute()]
+    depth = dict.fromkeys(PRIORITY_STEPS, 0)
+    for i, n in enumerate(counts):
+        depth[PRIORITY_STEPS[i % len(PRIORITY_STEPS)]] += n
+    return depth
+
+
+def queue_depth(client: redis.Redis, queues: Sequence[str]) -> int:
+    """Messages waiting in every priority list of the queues (a plain LLEN sees only one)."""
+    return sum(queue_depth_by_priority(client, queues).values())
+
+
+def jobs_running(client: redis.Redis) -> int:
+    """Messages taken by workers and not yet acknowledged: the jobs running (acks are late)."""
+    return int(client.hlen(UNACKED_KEY))
+
+
+def load_reader(client: redis.Redis, queues: Sequence[str]) -> Callable[[], LoadReading]:
+    """A probe that reads the load of the queues from Redis in one round trip."""
+
+    def read() -> LoadReading:
+        return LoadReading(queued=queue_depth(client, queues), running=jobs_running(client))
+
+    return read
+
+
+@dataclass(frozen=True)
+class LoadReading:
+    """Requests waiting in the queue and requests being run."""
+
+    queued: int
+    running: int
+
+    @property
+    def total(self) -> int:
+        """The load the decision matrix counts."""
+        return self.queued + self.running
+
+
+@dataclass
+class Probes:
+    """Every outside fact the manager reads, as functions a test can replace."""
+
+    device: str
+    memory: Callable[[], MemoryReading]
+    load: Callable[[], LoadReading]
+    capabilities: dict[str, dict[str, bool]]
+
+    def summary(self) -> dict[str, Any]:
+        """The probes' current readings as JSON-able data."""
+        return {
+            "device": self.device,
+            "memory": self.memory().as_dict(),
+            "load": asdict(self.load()),
+            "capabilities": merge_capabilities(self.capabilities),
+        }
+
+
+def idle_load() -> LoadReading:
+    """Load when no broker is configured: nothing queued, nothing running."""
+    return LoadReading(0, 0)
+
+
+def live_probes(device: str | None = None, client: redis.Redis | None = None, queues: Sequence[str] = ()) -> Probes:
+    """Probes that read this machine and, when a Redis client is given, the queues' load."""
+    dev = detect_device(device)
+    load = load_reader(client, queues) if client is not None and queues else idle_load
+    return Probes(device=dev, memory=memory_reader(dev), load=load, capabilities=backend_capabilities(dev))
