@@ -1,0 +1,91 @@
+"""The OpenAPI document, the models catalog and gunicorn's JSON error page, built without a server."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from webapp.catalog import known_models, models_in_file
+from webapp.openapi import document
+from webapp.openapi_schemas import NON_BLANK
+from webapp.server_errors import json_error_bytes
+
+
+def test_non_blank_pattern_matches_python_strip() -> None:
+    pattern = re.compile(NON_BLANK)
+    for text in ("a", "  a  ", "\u3000x", "\ufeff"):
+        assert pattern.search(text) and text.strip()
+    for text in ("", " ", "\t\n", "\x1c\x1f", "\x85\xa0\u2028\u3000"):
+        assert not pattern.search(text) and not text.strip()
+
+
+def test_document_lists_models_and_limits() -> None:
+    doc = document(["gemma-3-270m", "qwen-7b"], 12, token_set=False)
+    job = doc["components"]["schemas"]["JobRequest"]
+    assert job["required"] == ["text", "grade_level"] and job["additionalProperties"] is False
+    assert job["properties"]["model"]["enum"] == ["gemma-3-270m", "qwen-7b", "", None]
+    assert job["properties"]["priority"]["maximum"] == 9
+    assert doc["components"]["schemas"]["BatchRequest"]["properties"]["items"]["maxItems"] == 12
+    assert all("security" not in op for path in doc["paths"].values() for op in path.values() if isinstance(op, dict))
+
+
+def test_document_with_a_token_guards_writes_only() -> None:
+    doc = document(["m"], 5, token_set=True)
+    guarded = {
+        (path, method)
+        for path, ops in doc["paths"].items()
+        for method, op in ops.items()
+        if isinstance(op, dict) and "security" in op
+    }
+    assert guarded == {
+        ("/api/v1/jobs", "post"),
+        ("/api/v1/batches", "post"),
+        ("/api/v1/jobs/{job_id}", "delete"),
+        ("/api/v1/quantization/cache/clear", "post"),
+    }
+    assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+def test_every_error_response_uses_the_error_schema() -> None:
+    doc = document(["m"], 5, token_set=True)
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            if not isinstance(op, dict):
+                continue
+            for status, response in op["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+
+
+def test_models_file_keys(tmp_path: Path) -> None:
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps({"qwen-7b": {"gguf": "/x"}, "phi-2": {}}))
+    assert models_in_file(str(path)) == {"qwen-7b", "phi-2"}
+    assert models_in_file(None) == set()
+    assert models_in_file(str(tmp_path / "missing.json")) == set()
+    path.write_text("[1, 2]")
+    assert models_in_file(str(path)) == set()
+    workers: list[dict[str, Any]] = [{"models_available": ["tiny", 3]}, {"models_available": "broken"}, {}]
+    assert known_models(workers, None) == ["gemma-3-270m", "tiny"]
+
+
+def test_gunicorn_errors_become_json() -> None:
+    raw = json_error_bytes(414, "URI Too Long", "Request Line is too large (8192 > 4094)")
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 414 URI Too Long") and b"Content-Type: application/json" in head
+    assert f"Content-Length: {len(body)}".encode() in head
+    error = json.loads(body)["error"]
+    assert error["code"] == "uri_too_long" and error["field"] is None and "4094" in error["message"]
+    hidden = json_error_bytes(500, "Internal Server Error", "secret detail").split(b"\r\n\r\n", 1)[1]
+    assert b"secret" not in hidden and json.loads(hidden)["error"]["code"] == "internal_error"
+
+
+def test_broker_lists_match_the_worker_probes() -> None:
+    from webapp.broker import PRIORITY_STEPS, priority_list_names
+    from worker.probes import priority_queue_names
+
+    assert priority_list_names("simplify") == priority_queue_names("simplify")
+    assert priority_list_names("q")[9] == "q\x06\x169"
+    assert len(PRIORITY_STEPS) == 10 and PRIORITY_STEPS[0] == 0

@@ -1,0 +1,257 @@
+"""Job and batch records in Redis: the one place that knows a job's status, result and history.
+
+Transitions are Lua scripts so that two deliveries of the same job (at-least-once) store one result:
+the first terminal write wins and later ones are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import redis
+
+STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+JOB_KEY = "dq:job:{}"
+BATCH_KEY = "dq:batch:{}"
+IDEMPOTENCY_KEY = "dq:idem:{}"
+RECENT_KEY = "dq:jobs:recent"
+COUNTS_KEY = "dq:metrics:jobs_total"
+LATENCY_KEY = "dq:metrics:latency"
+LEVELS_KEY = "dq:metrics:jobs_by_level"
+REOPT_KEY = "dq:metrics:reoptimizations"
+RECENT_KEEP = 500
+LATENCY_BUCKETS: tuple[float, ...] = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+
+_START = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'missing' end
+if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return status end
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2])
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+return 'running:' .. attempts
+"""
+
+_FINISH = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'missing' end
+if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return status end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+return 'ok'
+"""
+
+_CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'missing' end
+if status == 'queued' or status == 'running' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
+  redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
+  return 'cancelled'
+end
+return status
+"""
+
+
+def result_ttl() -> int:
+    """Seconds a finished job's record and result are kept, from DYNAQUANT_RESULT_TTL."""
+    return int(os.environ.get("DYNAQUANT_RESULT_TTL", "86400"))
+
+
+def new_id() -> str:
+    """A random, unguessable job or batch id."""
+    return str(uuid.uuid4())
+
+
+def _decode(raw: Mapping[Any, Any]) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
+    }
+
+
+class JobStore:
+    """Job and batch records kept in Redis, with the counters the metrics endpoint reads."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._start = client.register_script(_START)
+        self._finish = client.register_script(_FINISH)
+        self._cancel = client.register_script(_CANCEL)
+
+    def create(self, job_id: str, spec: dict[str, Any], batch_id: str | None = None) -> dict[str, Any]:
+        """Record a job as queued before it is sent to the broker."""
+        now = time.time()
+        fields: dict[Any, Any] = {
+            "id": job_id,
+            "status": "queued",
+            "request": json.dumps(spec),
+            "priority": spec.get("priority", 5),
+            "model": spec.get("model", ""),
+            "created_at": now,
+            "attempts": 0,
+            "batch_id": batch_id or "",
+        }
+        pipe = self.client.pipeline()
+        pipe.hset(JOB_KEY.format(job_id), mapping=fields)
+        pipe.expire(JOB_KEY.format(job_id), result_ttl())
+        pipe.zadd(RECENT_KEY, {job_id: now})
+        pipe.zremrangebyrank(RECENT_KEY, 0, -RECENT_KEEP - 1)
+        pipe.hincrby(COUNTS_KEY, "submitted", 1)
+        pipe.execute()
+        return self.get(job_id) or {}
+
+    def discard(self, job_id: str) -> None:
+        """Forget a job that never reached the broker."""
+        pipe = self.client.pipeline()
+        pipe.delete(JOB_KEY.format(job_id))
+        pipe.zrem(RECENT_KEY, job_id)
+        pipe.hincrby(COUNTS_KEY, "submitted", -1)
+        pipe.execute()
+
+    def create_batch(self, batch_id: str, job_ids: Sequence[str]) -> None:
+        """Record which jobs form a batch."""
+        key = BATCH_KEY.format(batch_id)
+        self.client.hset(key, mapping={"id": batch_id, "created_at": time.time(), "job_ids": json.dumps(list(job_ids))})
+        self.client.expire(key, result_ttl())
+
+    def start(self, job_id: str, worker: str) -> tuple[str, int]:
+        """Mark a job running; returns the status it now has and the attempt number.
+
+        A terminal status (cancelled before it ran, or already finished by an earlier delivery)
+        is returned unchanged so the caller skips the work.
+        """
+        answer = self._start(keys=[JOB_KEY.format(job_id)], args=[time.time(), worker])
+        answer = answer.decode() if isinstance(answer, bytes) else str(answer)
+        if answer.startswith("running:"):
+            return "running", int(answer.split(":", 1)[1])
+        return answer, 0
+
+    def succeed(self, job_id: str, result: dict[str, Any]) -> bool:
+        """Store a job's result unless it already ended; True when this call stored it."""
+        stored = self._end(job_id, "succeeded", "result", json.dumps(result))
+        if stored:
+            self._observe(job_id, result)
+        return stored
+
+    def fail(self, job_id: str, code: str, message: str) -> bool:
+        """Store a job's error unless it already ended; True when this call stored it."""
+        return self._end(job_id, "failed", "error", json.dumps({"code": code, "message": message}))
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel a queued or running job; returns the status after the call ('missing' if unknown)."""
+        answer = self._cancel(keys=[JOB_KEY.format(job_id), COUNTS_KEY], args=[time.time()])
+        return answer.decode() if isinstance(answer, bytes) else str(answer)
+
+    def status(self, job_id: str) -> str | None:
+        """The job's status alone (cheap enough to poll while it runs)."""
+        value = self.client.hget(JOB_KEY.format(job_id), "status")
+        return value.decode() if isinstance(value, bytes) else value
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The job's public record, or None for an id never issued (or long expired)."""
+        raw = self.client.hgetall(JOB_KEY.format(job_id))
+        return public_job(_decode(raw)) if raw else None
+
+    def get_many(self, job_ids: Iterable[str]) -> list[dict[str, Any] | None]:
+        """Several jobs' records in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        ids = list(job_ids)
+        for job_id in ids:
+            pipe.hgetall(JOB_KEY.format(job_id))
+        return [public_job(_decode(raw)) if raw else None for raw in pipe.execute()]
+
+    def batch(self, batch_id: str) -> dict[str, Any] | None:
+        """A batch with each job's status and the counts by status."""
+        raw = self.client.hgetall(BATCH_KEY.format(batch_id))
+        if not raw:
+            return None
+        record = _decode(raw)
+        job_ids: list[str] = json.loads(record["job_ids"])
+        jobs = self.get_many(job_ids)
+        counts = dict.fromkeys(STATUSES, 0)
+        entries = []
+        for job_id, job in zip(job_ids, jobs, strict=False):
+            status = job["status"] if job else "expired"
+            counts[status] = counts.get(status, 0) + 1
+            entries.append({"job_id": job_id, "status": status, **({"result": job.get("result")} if job else {})})
+        return {
+            "batch_id": batch_id,
+            "created_at": float(record["created_at"]),
+            "total": len(job_ids),
+            "counts": counts,
+            "done": all(e["status"] in TERMINAL or e["status"] == "expired" for e in entries),
+            "jobs": entries,
+        }
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest jobs, newest first."""
+        raw: list[Any] = self.client.zrevrange(RECENT_KEY, 0, limit - 1)
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw]
+        return [job for job in self.get_many(ids) if job]
+
+    def remember_idempotency(self, key: str, value: str) -> str:
+        """Bind a client's Idempotency-Key to a job or batch id; returns the id bound first."""
+        name = IDEMPOTENCY_KEY.format(key)
+        if self.client.set(name, value, nx=True, ex=result_ttl()):
+            return value
+        existing = self.client.get(name)
+        return existing.decode() if isinstance(existing, bytes) else str(existing)
+
+    def lookup_idempotency(self, key: str) -> str | None:
+        """The id a client's Idempotency-Key was bound to, if any."""
+        existing = self.client.get(IDEMPOTENCY_KEY.format(key))
+        return existing.decode() if isinstance(existing, bytes) else existing
+
+    def count_reoptimization(self) -> None:
+        """Count a model changing level in some worker."""
+        self.client.incr(REOPT_KEY)
+
+    def _end(self, job_id: str, status: str, field: str, value: str) -> bool:
+        answer = self._finish(
+            keys=[JOB_KEY.format(job_id), COUNTS_KEY], args=[status, time.time(), field, value, result_ttl()]
+        )
+        return (answer.decode() if isinstance(answer, bytes) else answer) == "ok"
+
+    def _observe(self, job_id: str, result: dict[str, Any]) -> None:
+        record = self.client.hmget(JOB_KEY.format(job_id), ["created_at", "finished_at"])
+        if not all(record):
+            return
+        latency = float(record[1]) - float(record[0])  # type: ignore[arg-type]
+        pipe = self.client.pipeline(transaction=False)
+        for bound in LATENCY_BUCKETS:
+            if latency <= bound:
+                pipe.hincrby(LATENCY_KEY, str(bound), 1)
+        pipe.hincrby(LATENCY_KEY, "+Inf", 1)
+        pipe.hincrbyfloat(LATENCY_KEY, "sum", latency)
+        pipe.hincrby(LEVELS_KEY, str(result.get("level", "unknown")), 1)
+        pipe.execute()
+
+
+def public_job(record: dict[str, str]) -> dict[str, Any]:
+    """A stored job as the API shows it."""
+
+    def stamp(name: str) -> float | None:
+        return float(record[name]) if record.get(name) else None
+
+    job: dict[str, Any] = {
+        "job_id": record["id"],
+        "status": record["status"],
+        "batch_id": record.get("batch_id") or None,
+        "priority": int(record.get("priority", 5)),
+        "model": record.get("model") or None,
+        "request": json.loads(record["request"]) if record.get("request") else None,
+        "attempts": int(record.get("attempts", 0)),
+        "worker": record.get("worker") or None,
+        "created_at": stamp("created_at"),
+        "started_at": stamp("started_at"),
+        "finished_at": stamp("finished_at"),
+        "result": json.loads(record["result"]) if record.get("result") else None,
+        "error": json.loads(record["error"]) if record.get("error") else None,
+    }
+    return job
