@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from webapp import create_app
 from worker.jobs import JOB_KEY
-from worker.probes import priority_queue_names, queue_depth
+from worker.queues import priority_queue_names, queue_depth
 from worker.status import publish
 
 TEST_REDIS_URL = "redis://127.0.0.1:6379/15"

@@ -11,8 +11,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from webapp.aggregate import name_of, number
-from webapp.broker import depth_by_priority, jobs_running
 from worker.jobs import COUNTS_KEY, LATENCY_BUCKETS, LATENCY_KEY, LEVELS_KEY, REOPT_KEY, STATUSES
+from worker.queues import jobs_running, queue_depth_by_priority
 from worker.status import live_workers
 
 MB = 1_000_000
@@ -50,7 +50,7 @@ class RedisCollector(Collector):
         depth = GaugeMetricFamily(
             "dynaquant_queue_depth", "Jobs waiting in the queue, per priority (0 runs first).", labels=["priority"]
         )
-        for priority, count in sorted(depth_by_priority(self.client, [self.queue]).items()):
+        for priority, count in sorted(queue_depth_by_priority(self.client, [self.queue]).items()):
             depth.add_metric([str(priority)], count)
         yield depth
         running = jobs_running(self.client)

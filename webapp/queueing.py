@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 from flask import current_app
 
-from webapp import broker
 from webapp.errors import ApiError
 from webapp.extensions import get_celery, get_redis, get_store, redacted_url
+from worker import queues
 from worker.celery_app import SIMPLIFY_TASK
 from worker.jobspec import JobSpec
 
@@ -23,7 +23,7 @@ def queue_name() -> str:
 
 def depth_by_priority() -> dict[int, int]:
     """Jobs waiting per priority step (0 runs first)."""
-    return broker.depth_by_priority(get_redis(), [queue_name()])
+    return queues.queue_depth_by_priority(get_redis(), [queue_name()])
 
 
 def queue_depth() -> int:
@@ -33,7 +33,7 @@ def queue_depth() -> int:
 
 def running() -> int:
     """Jobs taken by a worker and not yet finished."""
-    return broker.jobs_running(get_redis())
+    return queues.jobs_running(get_redis())
 
 
 def check_room(count: int) -> None:

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from worker.policy import LEVELS
+from worker.queues import jobs_running, queue_depth
 
 if TYPE_CHECKING:
     import redis
 
-PRIORITY_STEPS: tuple[int, ...] = tuple(range(10))
-PRIORITY_SEP = "\x06\x16"
-UNACKED_KEY = "unacked"
 DEVICES = ("cpu", "cuda", "mps")
 
 
@@ -120,34 +118,6 @@ def backend_capabilities(device: str, has_module: Callable[[str], bool] = instal
 def merge_capabilities(per_backend: dict[str, dict[str, bool]]) -> dict[str, bool]:
     """A level is available when any installed backend runs it."""
     return {level: any(c.get(level, False) for c in per_backend.values()) for level in LEVELS}
-
-
-def priority_queue_names(queue: str, steps: Iterable[int] = PRIORITY_STEPS) -> list[str]:
-    """The Redis lists kombu keeps for one queue, one per priority step."""
-    return [queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}" for step in steps]
-
-
-def queue_depth_by_priority(client: redis.Redis, queues: Sequence[str]) -> dict[int, int]:
-    """Messages waiting per priority step, summed over the queues."""
-    pipe = client.pipeline(transaction=False)
-    for queue in queues:
-        for name in priority_queue_names(queue):
-            pipe.llen(name)
-    counts = [int(n) for n in pipe.execute()]
-    depth = dict.fromkeys(PRIORITY_STEPS, 0)
-    for i, n in enumerate(counts):
-        depth[PRIORITY_STEPS[i % len(PRIORITY_STEPS)]] += n
-    return depth
-
-
-def queue_depth(client: redis.Redis, queues: Sequence[str]) -> int:
-    """Messages waiting in every priority list of the queues (a plain LLEN sees only one)."""
-    return sum(queue_depth_by_priority(client, queues).values())
-
-
-def jobs_running(client: redis.Redis) -> int:
-    """Messages taken by workers and not yet acknowledged: the jobs running (acks are late)."""
-    return int(client.hlen(UNACKED_KEY))
 
 
 def load_reader(client: redis.Redis, queues: Sequence[str]) -> Callable[[], LoadReading]:

@@ -8,7 +8,8 @@ import pytest
 import redis
 
 from worker.celery_app import app
-from worker.probes import jobs_running, live_probes, priority_queue_names, queue_depth, queue_depth_by_priority
+from worker.probes import live_probes
+from worker.queues import jobs_running, priority_queue_names, queue_depth, queue_depth_by_priority
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 

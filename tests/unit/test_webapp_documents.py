@@ -82,10 +82,8 @@ def test_gunicorn_errors_become_json() -> None:
     assert b"secret" not in hidden and json.loads(hidden)["error"]["code"] == "internal_error"
 
 
-def test_broker_lists_match_the_worker_probes() -> None:
-    from webapp.broker import PRIORITY_STEPS, priority_list_names
-    from worker.probes import priority_queue_names
+def test_queue_lists_follow_kombus_naming() -> None:
+    from worker.queues import PRIORITY_STEPS, priority_queue_names
 
-    assert priority_list_names("simplify") == priority_queue_names("simplify")
-    assert priority_list_names("q")[9] == "q\x06\x169"
-    assert len(PRIORITY_STEPS) == 10 and PRIORITY_STEPS[0] == 0
+    assert priority_queue_names("q")[0] == "q" and priority_queue_names("q")[9] == "q\x06\x169"
+    assert tuple(range(10)) == PRIORITY_STEPS

@@ -1,4 +1,4 @@
-"""Queue load read straight from the broker's Redis lists (what worker.probes reads, without its imports).
+"""The broker's queue lists in Redis, as kombu lays them out: depth per priority and jobs running.
 
 kombu keeps one Redis list per priority step: the queue's own name for step 0, then `<queue><sep><step>`.
 Jobs taken by a worker and not yet acknowledged (acks are late) sit in the `unacked` hash.
@@ -19,22 +19,27 @@ PRIORITY_STEPS: tuple[int, ...] = tuple(int(step) for step in _OPTIONS.get("prio
 SEPARATOR = str(_OPTIONS.get("sep", "\x06\x16"))
 
 
-def priority_list_names(queue: str) -> list[str]:
+def priority_queue_names(queue: str) -> list[str]:
     """The Redis lists of one queue, one per priority step, highest priority first."""
     return [queue if step == 0 else f"{queue}{SEPARATOR}{step}" for step in PRIORITY_STEPS]
 
 
-def depth_by_priority(client: redis.Redis, queues: Sequence[str]) -> dict[int, int]:
+def queue_depth_by_priority(client: redis.Redis, queues: Sequence[str]) -> dict[int, int]:
     """Messages waiting per priority step, summed over the queues, in one round trip."""
     pipe = client.pipeline(transaction=False)
     for queue in queues:
-        for name in priority_list_names(queue):
+        for name in priority_queue_names(queue):
             pipe.llen(name)
     counts = [int(n) for n in pipe.execute()]
     depth = dict.fromkeys(PRIORITY_STEPS, 0)
     for index, count in enumerate(counts):
         depth[PRIORITY_STEPS[index % len(PRIORITY_STEPS)]] += count
     return depth
+
+
+def queue_depth(client: redis.Redis, queues: Sequence[str]) -> int:
+    """Messages waiting in every priority list of the queues (a plain LLEN sees only one)."""
+    return sum(queue_depth_by_priority(client, queues).values())
 
 
 def jobs_running(client: redis.Redis) -> int:

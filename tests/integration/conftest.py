@@ -1,0 +1,111 @@
+"""Fixtures for the model runtime tests: the bundled GGUF, one variants dir per run, an HF checkpoint."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Readings
+from worker.backends.llamacpp import LlamaCppBackend
+from worker.cache import ModelCache
+from worker.model_loader import ModelLoader
+from worker.policy import LEVELS
+from worker.probes import Probes
+from worker.quantization import DynamicQuantizationManager
+from worker.registry import BUNDLED_NAME, ModelSpec, Registry, bundled_gguf_path
+from worker.variants import cache_root, file_lock, source_fingerprint
+
+PARAGRAPH = (
+    "Photosynthesis is the process by which green plants and some other organisms use sunlight to synthesize "
+    "foods from carbon dioxide and water. Photosynthesis in plants generally involves the green pigment "
+    "chlorophyll and generates oxygen as a byproduct."
+)
+ALL_CAPABILITIES = {
+    "gguf": dict.fromkeys(LEVELS, True),
+    "transformers": {"fp16": True, "int8": True, "int4": True, "int2": False},
+}
+
+
+@pytest.fixture(scope="session")
+def bundled_gguf() -> Path:
+    """The bundled Gemma 3 270M Q4_K_M file, assembled once into the user cache."""
+    return bundled_gguf_path()
+
+
+@pytest.fixture(scope="session")
+def bundled_spec(bundled_gguf: Path) -> ModelSpec:
+    """The registry entry of the bundled model."""
+    return Registry().get(BUNDLED_NAME)
+
+
+@pytest.fixture(scope="session")
+def variants_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One variants directory for the whole run, so each level is built once (DYNAQUANT_TEST_VARIANTS_DIR keeps it)."""
+    configured = os.environ.get("DYNAQUANT_TEST_VARIANTS_DIR")
+    return Path(configured) if configured else tmp_path_factory.mktemp("variants")
+
+
+@pytest.fixture(scope="session")
+def gguf_backend(variants_dir: Path) -> LlamaCppBackend:
+    """The GGUF backend writing into the run's variants dir, with a small context to load fast."""
+    return LlamaCppBackend(variants_dir, n_ctx=1024)
+
+
+def build_hf_checkpoint(gguf: Path, target: Path) -> None:
+    """Dequantize the GGUF with transformers' gguf_file= loader and save it as an HF checkpoint at `target`."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16, quantization_config=GgufConfig(dequantize=True)
+    )
+    # The weights are plain tensors now; drop the GGUF quantizer so save_pretrained writes safetensors.
+    model.hf_quantizer = None  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, target)
+
+
+@pytest.fixture(scope="session")
+def hf_checkpoint(bundled_gguf: Path) -> Path:
+    """An HF checkpoint of the bundled model, built once per machine (about a minute) and cached after."""
+    import transformers
+
+    key = f"{source_fingerprint(bundled_gguf)}-tf{transformers.__version__}"
+    target = cache_root() / "test-checkpoints" / f"gemma-3-270m-hf-{key}"
+    if not (target / "model.safetensors").exists():
+        with file_lock(target.with_name(target.name + ".lock")):
+            if not (target / "model.safetensors").exists():
+                build_hf_checkpoint(bundled_gguf, target)
+    return target
+
+
+@pytest.fixture
+def make_loader(variants_dir: Path) -> Callable[..., tuple[ModelLoader, Readings]]:
+    """A loader on injected memory/load readings, with re-optimisation adopted on the first decision."""
+
+    def build(
+        max_cache_mb: float = 8000, registry: Registry | None = None, readings: Readings | None = None
+    ) -> tuple[ModelLoader, Readings]:
+        r = readings or Readings(used_fraction=0.10)
+        probes = Probes(device="cpu", memory=r.memory, load=r.load, capabilities=ALL_CAPABILITIES)
+        manager = DynamicQuantizationManager(probes=probes, environ={"QUANTIZE_CONSECUTIVE": "1"})
+        loader = ModelLoader(
+            manager,
+            registry or Registry(),
+            ModelCache(max_cache_mb),
+            backends={"gguf": LlamaCppBackend(variants_dir, n_ctx=1024)},
+        )
+        return loader, r
+
+    return build

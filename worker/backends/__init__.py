@@ -1,0 +1,1 @@
+"""Model backends: one small interface, one module per runtime."""

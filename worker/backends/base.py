@@ -1,0 +1,76 @@
+"""The small interface every runtime implements: estimate, load at a level, generate, close."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from worker.registry import ModelSpec
+
+StopCheck = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion and what it cost."""
+
+    text: str
+    tokens_in: int
+    tokens_out: int
+    seconds: float
+    finish_reason: str
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Decode speed over the whole call (prompt processing included)."""
+        return self.tokens_out / self.seconds if self.seconds > 0 else 0.0
+
+
+@runtime_checkable
+class LoadedModel(Protocol):
+    """A model held in memory at one precision level."""
+
+    name: str
+    level: str
+    size_bytes: int
+    backend: str
+
+    def generate(
+        self, prompt: str, max_tokens: int, stop: Sequence[str], should_stop: StopCheck | None = None
+    ) -> Generation:
+        """Greedy completion of `prompt`; raises JobCancelled as soon as should_stop() turns true."""
+        ...
+
+    def close(self) -> None:
+        """Free the model's memory; the object is unusable afterwards."""
+        ...
+
+
+class Backend(Protocol):
+    """A runtime that can load models at some precision levels."""
+
+    name: str
+
+    def supported_levels(self, spec: ModelSpec) -> tuple[str, ...]:
+        """Levels this backend can serve the model at on this device."""
+        ...
+
+    def estimate_bytes(self, spec: ModelSpec, level: str) -> int:
+        """Memory the model is expected to take once loaded at `level` (weights plus runtime)."""
+        ...
+
+    def prepare(self, spec: ModelSpec, level: str) -> None:
+        """Make the level's files ready on disk (a GGUF variant) so estimate_bytes is exact; check the sources."""
+        ...
+
+    def load(self, spec: ModelSpec, level: str) -> LoadedModel:
+        """Load the model at `level`; raises ModelLoadError naming the file and the fix."""
+        ...
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Text up to the first stop sequence, and whether one was found."""
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)

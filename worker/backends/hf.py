@@ -1,0 +1,248 @@
+"""transformers + bitsandbytes backend for Hugging Face checkpoint directories.
+
+fp16 runs in bfloat16 on CPU (float16 on CUDA and MPS), int8 is bitsandbytes LLM.int8 and int4 is
+nf4 with float16 compute (the spec's config). int2 is not served here: the registry routes it to the
+GGUF backend when the model also has a GGUF file.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from worker.backends.base import Generation, StopCheck, cut_at_stop
+from worker.errors import JobCancelled, ModelLoadError
+from worker.policy import RUNTIME_OVERHEAD_FRACTION, check_level
+from worker.probes import installed
+
+if TYPE_CHECKING:
+    from worker.registry import ModelSpec
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from local directories only, never a hub
+
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model*.bin")
+BITS: dict[str, float] = {"fp16": 16.0, "int8": 8.0, "int4": 4.5}
+"""Storage bits per weight of quantized linear layers; embeddings stay in 16 bits under bitsandbytes."""
+RUNTIME_OVERHEAD_BYTES = 64 * 1024 * 1024
+"""Activations, KV cache for short prompts and allocator slack beyond the weights."""
+
+
+def weight_files(directory: Path) -> list[Path]:
+    """The checkpoint's weight files (safetensors or PyTorch .bin)."""
+    found: list[Path] = []
+    for pattern in WEIGHT_PATTERNS:
+        found.extend(p for p in sorted(directory.glob(pattern)) if p not in found)
+    return found
+
+
+def check_checkpoint(directory: Path) -> list[Path]:
+    """Raise ModelLoadError unless `directory` holds a config.json and weight files; return the weights."""
+    if not directory.is_dir():
+        raise ModelLoadError(
+            f"HF checkpoint directory {directory} does not exist: check the 'hf' path in the models file"
+        )
+    if not (directory / "config.json").is_file():
+        raise ModelLoadError(
+            f"HF checkpoint directory {directory} has no config.json: save the model there with save_pretrained()"
+        )
+    files = weight_files(directory)
+    if not files:
+        raise ModelLoadError(
+            f"HF checkpoint directory {directory} has no weights (*.safetensors or pytorch_model*.bin): "
+            "copy the model's weight files into it or fix the 'hf' path in the models file"
+        )
+    return files
+
+
+def safetensors_shapes(path: Path) -> dict[str, int]:
+    """Tensor name -> element count, read from a safetensors header without loading the tensors."""
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    counts: dict[str, int] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        n = 1
+        for dim in info["shape"]:
+            n *= int(dim)
+        counts[name] = n
+    return counts
+
+
+def checkpoint_params(directory: Path) -> tuple[int, int] | None:
+    """(embedding params, other params) of a safetensors checkpoint, or None if it has no safetensors."""
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        return None
+    embed = other = 0
+    for f in files:
+        for name, n in safetensors_shapes(f).items():
+            if "embed" in name or "lm_head" in name or name.endswith("norm.weight"):
+                embed += n
+            else:
+                other += n
+    return embed, other
+
+
+def torch_dtype_for(device: str) -> Any:
+    """bfloat16 on CPU (fast there, same range as fp32), float16 on GPUs."""
+    import torch
+
+    return torch.bfloat16 if device == "cpu" else torch.float16
+
+
+class TransformersModel:
+    """A transformers causal LM loaded at one level."""
+
+    backend = "transformers"
+
+    def __init__(self, name: str, level: str, model: Any, tokenizer: Any, device: str) -> None:
+        self.name = name
+        self.level = level
+        self._model = model
+        self._tokenizer = tokenizer
+        self._device = device
+        self.size_bytes = int(model.get_memory_footprint()) + RUNTIME_OVERHEAD_BYTES
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        """The underlying transformers model (for benchmarks that inspect its weights)."""
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer."""
+        return self._tokenizer
+
+    def generate(
+        self, prompt: str, max_tokens: int, stop: Sequence[str], should_stop: StopCheck | None = None
+    ) -> Generation:
+        """Greedy completion, checking stop sequences and cancellation after every token."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        if self._model is None:
+            raise RuntimeError(f"model {self.name} at {self.level} was closed")
+        tok = self._tokenizer
+        inputs = tok(prompt, return_tensors="pt").to(self._model.device)
+        prompt_len = int(inputs["input_ids"].shape[1])
+        state = {"cancelled": False, "stopped": False}
+
+        class Stopper(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                done = state["cancelled"]
+                if not done and should_stop is not None and should_stop():
+                    state["cancelled"] = done = True
+                elif not done and stop:
+                    text = tok.decode(input_ids[0, prompt_len:], skip_special_tokens=True)
+                    state["stopped"] = done = cut_at_stop(text, stop)[1]
+                return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+        started = time.perf_counter()
+        with self._lock, torch.inference_mode():
+            output = self._model.generate(
+                **inputs,
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                stopping_criteria=StoppingCriteriaList([Stopper()]),
+                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            )
+        seconds = time.perf_counter() - started
+        if state["cancelled"]:
+            raise JobCancelled("the job was cancelled during generation")
+        new = output[0, prompt_len:]
+        text, found = cut_at_stop(tok.decode(new, skip_special_tokens=True), stop)
+        hit_eos = len(new) > 0 and int(new[-1]) == tok.eos_token_id
+        finish = "stop" if found or hit_eos or len(new) < max_tokens else "length"
+        return Generation(text, prompt_len, len(new), seconds, finish)
+
+    def close(self) -> None:
+        """Drop the weights and return the memory to the allocator."""
+        self._model = None
+        gc.collect()
+        if self._device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+class TransformersBackend:
+    """Loads HF checkpoints with transformers, quantized by bitsandbytes for int8 and int4."""
+
+    name = "transformers"
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+
+    def supported_levels(self, spec: ModelSpec) -> tuple[str, ...]:
+        """fp16 always; int8 and int4 where bitsandbytes runs (CPU and CUDA)."""
+        if spec.hf_dir is None:
+            return ()
+        bnb = installed("bitsandbytes") and self.device in ("cpu", "cuda")
+        return ("fp16", "int8", "int4") if bnb else ("fp16",)
+
+    def estimate_bytes(self, spec: ModelSpec, level: str) -> int:
+        """Weights at the level (embeddings kept in 16 bits) plus runtime overhead."""
+        check_level(level)
+        if level not in BITS:
+            raise ModelLoadError(f"the transformers backend has no {level}: int2 needs the model's GGUF file")
+        counts = checkpoint_params(spec.hf_dir) if spec.hf_dir is not None and spec.hf_dir.is_dir() else None
+        if counts is None:
+            weights = spec.params_b * 1e9 * BITS[level] / 8
+        else:
+            embed, other = counts
+            weights = embed * 2 + other * BITS[level] / 8
+        return int(weights * (1 + RUNTIME_OVERHEAD_FRACTION) + RUNTIME_OVERHEAD_BYTES)
+
+    def prepare(self, spec: ModelSpec, level: str) -> None:
+        """Check the checkpoint directory (nothing to build: bitsandbytes quantizes at load time)."""
+        if spec.hf_dir is None:
+            raise ModelLoadError(f"model {spec.name!r} has no HF checkpoint directory ('hf' in the models file)")
+        check_checkpoint(spec.hf_dir)
+
+    def load(self, spec: ModelSpec, level: str) -> TransformersModel:
+        """Load the checkpoint at `level` from its local directory (never from a hub)."""
+        if spec.hf_dir is None:
+            raise ModelLoadError(f"model {spec.name!r} has no HF checkpoint directory ('hf' in the models file)")
+        if level not in self.supported_levels(spec):
+            raise ModelLoadError(f"the transformers backend cannot run {spec.name!r} at {level} on {self.device}")
+        check_checkpoint(spec.hf_dir)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        kwargs: dict[str, Any] = {"local_files_only": True, "device_map": self.device}
+        # Unquantized layers stay in bfloat16 on CPU even at int8/int4: float16 overflows in some models (Gemma 3)
+        kwargs["dtype"] = torch_dtype_for(self.device)
+        if level != "fp16":
+            kwargs["quantization_config"] = bnb_config(level)
+            # LLM.int8 warns on every matmul that it casts bfloat16 inputs to float16; once is enough
+            logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(spec.hf_dir, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(spec.hf_dir, **kwargs)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise ModelLoadError(
+                f"loading HF checkpoint {spec.hf_dir} at {level} failed ({type(exc).__name__}: {exc}): "
+                "check that the directory holds a complete transformers checkpoint and tokenizer"
+            ) from exc
+        model.eval()
+        return TransformersModel(spec.name, level, model, tokenizer, self.device)
+
+
+def bnb_config(level: str) -> Any:
+    """bitsandbytes settings: LLM.int8 for int8, nf4 with float16 compute for int4."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if level == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float16)

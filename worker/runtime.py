@@ -1,0 +1,125 @@
+"""A worker process's wiring: Redis, the live probes, the model loader and the heartbeat."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+import celeryconfig
+from worker import status
+from worker.jobs import JobStore
+from worker.policy import memory_band
+from worker.probes import live_probes
+from worker.quantization import DynamicQuantizationManager, set_quantization_manager
+
+if TYPE_CHECKING:
+    from worker.model_loader import ModelLoader
+
+log = logging.getLogger(__name__)
+
+
+class WorkerRuntime:
+    """Everything one worker process holds between jobs."""
+
+    def __init__(self, name: str, client: redis.Redis | None = None) -> None:
+        self.name = name
+        self.client = client or redis.Redis.from_url(celeryconfig.redis_url)
+        self.store = JobStore(self.client)
+        probes = live_probes(client=self.client, queues=[celeryconfig.task_default_queue])
+        self.manager = DynamicQuantizationManager(probes=probes)
+        set_quantization_manager(self.manager)
+        from worker.model_loader import get_model_loader
+
+        self.loader: ModelLoader = get_model_loader()
+        self.started_at = time.time()
+        self.active_job: str | None = None
+        self.last_job: dict[str, Any] | None = None
+        self.jobs_done = 0
+        self._lock = threading.Lock()
+        self.heartbeat = status.Heartbeat(self.client, name, self.snapshot, self.clear_cache)
+
+    def start(self) -> None:
+        """Begin publishing this worker's state."""
+        self.heartbeat.start()
+
+    def stop(self) -> None:
+        """Stop publishing and remove this worker from the status."""
+        self.heartbeat.stop()
+
+    def begin_job(self, job_id: str) -> None:
+        """Note the job this worker now runs."""
+        with self._lock:
+            self.active_job = job_id
+
+    def end_job(self, summary: dict[str, Any]) -> None:
+        """Note the job this worker just finished."""
+        with self._lock:
+            self.active_job = None
+            self.last_job = summary
+            self.jobs_done += 1
+
+    def clear_cache(self) -> dict[str, Any]:
+        """Free every cached model no job is using; say what was freed."""
+        freed_mb = self.loader.clear_cache()
+        return {"freed_mb": freed_mb, "at": time.time()}
+
+    def snapshot(self) -> dict[str, Any]:
+        """This worker's state as the status API shows it."""
+        reading = self.manager.probes.memory()
+        load = self.manager.probes.load()
+        cache = self.loader.cache.stats()
+        models = cache["models"]
+        with self._lock:
+            active, last, done = self.active_job, self.last_job, self.jobs_done
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": self.started_at,
+            "device": self.manager.device,
+            "memory": reading.as_dict(),
+            "memory_status": memory_band(reading.used_fraction, self.manager.thresholds),
+            "capabilities": self.manager.capabilities,
+            "thresholds": self.manager.get_status()["thresholds"],
+            "recommended_level": self.manager.select_level(reading.used_fraction, load.total),
+            "active_requests": 1 if active else 0,
+            "active_job": active,
+            "queue": {"queued": load.queued, "running": load.running},
+            "current_models": [
+                {k: m.get(k) for k in ("name", "level", "size_mb", "access_count", "status", "last_used")}
+                for m in models
+            ],
+            "current_levels": dict(self.manager.stabilizer.current),
+            "cache": cache,
+            "models_available": self.loader.registry.names(),
+            "last_job": last,
+            "jobs_done": done,
+            "reoptimizations": self.loader.reoptimizations,
+        }
+
+
+_runtime: WorkerRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime(name: str | None = None) -> WorkerRuntime:
+    """This process's runtime, built on first use."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = WorkerRuntime(name or f"worker@{socket.gethostname()}:{os.getpid()}")
+        return _runtime
+
+
+def shutdown_runtime() -> None:
+    """Stop the heartbeat of this process's runtime, if it was built."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is not None:
+            _runtime.stop()
+            _runtime = None

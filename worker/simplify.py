@@ -1,0 +1,198 @@
+"""simplify_text: a few-shot prompt run on the model the loader picks, with its cost and readability.
+
+The bundled Gemma 3 270M is a base model, so the prompt shows two worked examples (lines Grade:,
+Subject:, Text:, Simple:) and generation stops at the end of the answer line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from worker.errors import InputError
+from worker.policy import Request
+
+if TYPE_CHECKING:
+    from worker.model_loader import ModelLoader
+
+HEADER = (
+    "Each hard text below is rewritten in short sentences and easy words that a student in the given grade "
+    "can read. The meaning stays the same."
+)
+EXAMPLES: tuple[tuple[int, str, str, str], ...] = (
+    (
+        5,
+        "Science",
+        "The mitochondrion is a double-membrane-bound organelle found in most eukaryotic organisms that generates "
+        "most of the chemical energy needed to power the cell's biochemical reactions.",
+        "Cells have small parts called mitochondria. They make the energy a cell needs to live and work.",
+    ),
+    (
+        7,
+        "History",
+        "Following the cessation of hostilities in 1918, the victorious Allied Powers convened in Paris, where "
+        "protracted negotiations culminated in the Treaty of Versailles, which imposed substantial reparations and "
+        "territorial concessions upon Germany.",
+        "World War I ended in 1918. The winners met in Paris and wrote the Treaty of Versailles. It made Germany pay "
+        "a lot of money and give away land.",
+    ),
+)
+STOP: tuple[str, ...] = ("\n\n", "\nGrade:", "\nSubject:", "\nText:", "\nSimple:")
+MAX_SUBJECT_CHARS = 100
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def env_int(var: str, default: int) -> int:
+    """A positive integer setting from the environment."""
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{var}={raw!r} is not an integer") from None
+    if value < 1:
+        raise ValueError(f"{var} must be at least 1, got {value}")
+    return value
+
+
+def max_text_chars() -> int:
+    """Longest input text accepted: DYNAQUANT_MAX_TEXT_CHARS (default 8000)."""
+    return env_int("DYNAQUANT_MAX_TEXT_CHARS", 8000)
+
+
+def max_tokens_limit() -> int:
+    """Largest max_tokens a request may ask for: DYNAQUANT_MAX_TOKENS (default 512)."""
+    return env_int("DYNAQUANT_MAX_TOKENS", 512)
+
+
+DEFAULT_MAX_TOKENS = 160
+
+
+def one_line(text: str) -> str:
+    """Collapse all whitespace (newlines included) to single spaces, so a field stays on its prompt line."""
+    return " ".join(text.split())
+
+
+def validate(text: Any, grade_level: Any, subject: Any, max_tokens: Any) -> tuple[str, int, str, int]:
+    """Check a request's fields; raise InputError naming the first bad one. Returns them normalised."""
+    if not isinstance(text, str):
+        raise InputError("text", f"must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise InputError("text", "is empty: send the text to simplify")
+    limit = max_text_chars()
+    if len(text) > limit:
+        raise InputError(
+            "text", f"is {len(text)} characters, more than the maximum of {limit} (DYNAQUANT_MAX_TEXT_CHARS): split it"
+        )
+    if isinstance(grade_level, bool) or not isinstance(grade_level, int) or not 1 <= grade_level <= 12:
+        raise InputError("grade_level", f"must be a whole number from 1 to 12, got {grade_level!r}")
+    if not isinstance(subject, str) or not subject.strip():
+        raise InputError("subject", "must be a non-empty string such as 'Science'")
+    if len(subject) > MAX_SUBJECT_CHARS:
+        raise InputError("subject", f"is longer than {MAX_SUBJECT_CHARS} characters")
+    cap = max_tokens_limit()
+    tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= cap:
+        raise InputError("max_tokens", f"must be a whole number from 1 to {cap} (DYNAQUANT_MAX_TOKENS), got {tokens!r}")
+    return one_line(text), grade_level, one_line(subject), min(tokens, cap)
+
+
+def build_prompt(text: str, grade_level: int, subject: str) -> str:
+    """The few-shot prompt: a one-line instruction, two worked examples, then the request's text."""
+    blocks = [HEADER + "\n"]
+    for grade, subj, hard, simple in EXAMPLES:
+        blocks.append(f"Grade: {grade}\nSubject: {subj}\nText: {hard}\nSimple: {simple}\n")
+    blocks.append(f"Grade: {grade_level}\nSubject: {one_line(subject)}\nText: {one_line(text)}\nSimple:")
+    return "\n".join(blocks)
+
+
+def clean_output(raw: str, finish_reason: str) -> str:
+    """Tidy a completion: one paragraph, repeated sentences dropped, a sentence cut off by the token limit removed."""
+    sentences: list[str] = []
+    seen: set[str] = set()
+    for sentence in SENTENCE_END.split(one_line(raw)):
+        key = sentence.lower().strip(" .!?")
+        if sentence and key not in seen:
+            seen.add(key)
+            sentences.append(sentence)
+    if finish_reason == "length" and len(sentences) > 1 and not sentences[-1].endswith((".", "!", "?")):
+        sentences.pop()
+    return " ".join(sentences).strip()
+
+
+def cmudict_available() -> bool:
+    """Whether NLTK's CMU dictionary is on disk (textstat would otherwise try to download it)."""
+    import nltk
+
+    try:
+        nltk.data.find("corpora/cmudict")
+    except LookupError:
+        return False
+    return True
+
+
+def readability_grade(text: str) -> float | None:
+    """Flesch-Kincaid grade of a text (None for an empty one), by textstat.
+
+    textstat counts syllables with the CMU dictionary, which NLTK fetches from the network on first use.
+    Where it is not installed (an offline worker), the same formula runs on textstat's word and sentence
+    counts with Pyphen syllables, which is what textstat itself uses for words missing from the dictionary.
+    """
+    if not text.strip():
+        return None
+    import textstat
+
+    if cmudict_available():
+        return round(float(textstat.flesch_kincaid_grade(text)), 2)
+    import pyphen
+
+    words = WORD.findall(text.lower())
+    sentences = max(int(textstat.sentence_count(text)), 1)
+    if not words:
+        return 0.0
+    hyphenator = pyphen.Pyphen(lang="en_US")
+    syllables = sum(len(hyphenator.positions(word)) + 1 for word in words)
+    grade = 0.39 * len(words) / sentences + 11.8 * syllables / len(words) - 15.59
+    return round(grade, 2)
+
+
+def simplify_text(
+    loader: ModelLoader,
+    text: str,
+    grade_level: int,
+    subject: str,
+    request: Request | None = None,
+    model: str | None = None,
+    max_tokens: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Simplify `text` for a grade on the model and level the loader picks; a JSON-able result."""
+    clean_text, grade, subj, tokens = validate(text, grade_level, subject, max_tokens)
+    prompt = build_prompt(clean_text, grade, subj)
+    with loader.acquire(model, request or Request()) as lease:
+        generation = lease.model.generate(prompt, tokens, STOP, should_stop)
+    output = clean_output(generation.text, generation.finish_reason)
+    decision = lease.decision
+    return {
+        "text": output,
+        "level": lease.level,
+        "model": lease.model.name,
+        "backend": lease.model.backend,
+        "tokens_in": generation.tokens_in,
+        "tokens_out": generation.tokens_out,
+        "generation_seconds": round(generation.seconds, 4),
+        "load_seconds": round(lease.load_seconds, 4),
+        "tokens_per_second": round(generation.tokens_per_second, 2),
+        "finish_reason": generation.finish_reason,
+        "readability_grade": readability_grade(output),
+        "grade_level": grade,
+        "subject": subj,
+        "memory_used": round(decision.memory_used, 4),
+        "load": decision.load,
+        "cache_hit": lease.cache_hit,
+        "reoptimized": lease.reoptimization,
+    }
