@@ -1,0 +1,1 @@
+"""Command line and Python client for the dynaquant service."""

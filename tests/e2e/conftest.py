@@ -1,0 +1,162 @@
+"""Real processes for end-to-end tests: Celery workers and the web app over HTTP, on a real Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+E2E_REDIS_DBS = range(1, 11)
+CLAIM_KEY = "dq:e2e:claim"
+BASE_REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
+OUTPUT = ROOT / "test-output"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll until check() returns something truthy, or fail saying what never happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@dataclass
+class Service:
+    """The environment of one service instance and the processes started in it."""
+
+    redis_url: str
+    queue: str
+    env: dict[str, str]
+    logs: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    base_url: str = ""
+
+    @property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    def spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a process with the service's environment, its output in a log file."""
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env={**self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        self.procs[name] = proc
+        return proc
+
+    def start_worker(self, name: str = "w1", extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a real Celery worker (solo pool) and wait for its heartbeat in Redis."""
+        argv = [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "--pool", "solo", "-Q", self.queue]
+        argv += ["-n", f"{name}@e2e", "--loglevel", "INFO", "-E", "--without-mingle", "--without-gossip"]
+        proc = self.spawn(name, argv, extra_env)
+        wait_until(lambda: self.redis.exists(f"dq:worker:{name}@e2e"), 90, f"worker {name} heartbeat")
+        return proc
+
+    def start_web(self, extra_env: dict[str, str] | None = None) -> None:
+        """Start the web app under gunicorn and wait until it answers."""
+        port = free_port()
+        argv = [sys.executable, "-m", "gunicorn", "webapp.wsgi:app", "--bind", f"127.0.0.1:{port}"]
+        argv += ["--workers", "1", "--threads", "8", "--timeout", "60"]
+        self.spawn("web", argv, extra_env)
+        self.base_url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: self._answers("/healthz"), 30, "the web app")
+
+    def _answers(self, path: str) -> bool:
+        try:
+            return requests.get(self.base_url + path, timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        """Stop one process (its whole group) and wait for it."""
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def wait_job(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
+        """Poll a job over HTTP until it ends."""
+
+        def done() -> dict[str, Any] | None:
+            body = requests.get(self.url(f"/api/v1/jobs/{job_id}"), timeout=5).json()
+            return body if body["status"] in ("succeeded", "failed", "cancelled") else None
+
+        return wait_until(done, timeout, f"job {job_id} to finish", interval=0.3)
+
+
+@pytest.fixture(scope="session")
+def variants_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One variants directory for the whole run, so each level is built once."""
+    return Path(os.environ.get("DYNAQUANT_TEST_VARIANTS_DIR") or tmp_path_factory.mktemp("variants"))
+
+
+def claim_redis_db() -> str:
+    """A Redis DB no other test process is using, claimed for this test (parallel runs stay apart)."""
+    for db in E2E_REDIS_DBS:
+        url = f"{BASE_REDIS}/{db}"
+        client = redis.Redis.from_url(url)
+        if client.set(CLAIM_KEY, os.getpid(), nx=True, ex=900):
+            for key in client.scan_iter():
+                if key != CLAIM_KEY.encode():
+                    client.delete(key)
+            return url
+    raise AssertionError(f"every Redis DB in {list(E2E_REDIS_DBS)} is claimed by another test run")
+
+
+@pytest.fixture
+def service(tmp_path: Path, variants_dir: Path) -> Iterator[Service]:
+    """A fresh service namespace: its own Redis DB and queue; processes stopped afterwards."""
+    url = claim_redis_db()
+    queue = f"e2e-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "REDIS_URL": url,
+        "DYNAQUANT_QUEUE": queue,
+        "DYNAQUANT_VARIANTS_DIR": str(variants_dir),
+        "DYNAQUANT_HEARTBEAT_SECONDS": "0.5",
+        "DYNAQUANT_THREADS": "2",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "FLOWER_UNAUTHENTICATED_API": "true",
+    }
+    svc = Service(redis_url=url, queue=queue, env=env, logs=tmp_path)
+    try:
+        yield svc
+    finally:
+        svc.stop_all()
+        redis.Redis.from_url(url).flushdb()
