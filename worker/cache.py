@@ -5,7 +5,6 @@ An entry a job holds (refcount > 0) is never evicted. Evicted models are closed 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.backends.base import LoadedModel
+from worker.settings import env_float
 
 MB = 1024 * 1024
 Key = tuple[str, str]
@@ -20,14 +20,7 @@ Key = tuple[str, str]
 
 def max_cache_mb_from_env() -> float:
     """The cache cap from MAX_MODEL_CACHE_MB (default 8000)."""
-    raw = os.environ.get("MAX_MODEL_CACHE_MB", "").strip() or "8000"
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"MAX_MODEL_CACHE_MB={raw!r} is not a number") from None
-    if value <= 0:
-        raise ValueError(f"MAX_MODEL_CACHE_MB must be positive, got {value}")
-    return value
+    return env_float("MAX_MODEL_CACHE_MB", 8000.0, minimum=1.0)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 
 from worker.errors import InputError
 from worker.policy import LEVELS, TASK_PRIORITIES, Request
+from worker.settings import env_int
 
 FIELDS: tuple[str, ...] = (
     "text",
@@ -27,17 +28,17 @@ MIN_GRADE, MAX_GRADE = 1, 12
 
 def max_text_chars() -> int:
     """Longest text accepted, from DYNAQUANT_MAX_TEXT_CHARS."""
-    return int(os.environ.get("DYNAQUANT_MAX_TEXT_CHARS", "8000"))
+    return env_int("DYNAQUANT_MAX_TEXT_CHARS", 8000)
 
 
 def max_tokens_limit() -> int:
     """Most new tokens a job may ask for, from DYNAQUANT_MAX_TOKENS."""
-    return int(os.environ.get("DYNAQUANT_MAX_TOKENS", "512"))
+    return env_int("DYNAQUANT_MAX_TOKENS", 512)
 
 
 def default_max_tokens() -> int:
     """New tokens when a job does not say, from DYNAQUANT_DEFAULT_MAX_TOKENS."""
-    return int(os.environ.get("DYNAQUANT_DEFAULT_MAX_TOKENS", "160"))
+    return min(env_int("DYNAQUANT_DEFAULT_MAX_TOKENS", 160), max_tokens_limit())
 
 
 def default_model() -> str:

@@ -7,7 +7,6 @@ Backends (and so torch, transformers and llama_cpp) are imported only when a mod
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -22,18 +21,12 @@ from worker.errors import InputError, InsufficientMemoryError, ModelLoadError
 from worker.policy import LEVELS, Request, estimate_weights_gb, rank
 from worker.quantization import Decision, DynamicQuantizationManager, get_quantization_manager
 from worker.registry import ModelSpec, Registry, get_registry
+from worker.settings import env_float
 
 
 def memory_reserve_bytes() -> int:
     """Memory always left free for the OS and the worker itself: DYNAQUANT_MEMORY_RESERVE_MB (default 256)."""
-    raw = os.environ.get("DYNAQUANT_MEMORY_RESERVE_MB", "").strip() or "256"
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"DYNAQUANT_MEMORY_RESERVE_MB={raw!r} is not a number") from None
-    if value < 0:
-        raise ValueError(f"DYNAQUANT_MEMORY_RESERVE_MB must be >= 0, got {value}")
-    return int(value * MB)
+    return int(env_float("DYNAQUANT_MEMORY_RESERVE_MB", 256.0) * MB)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,11 @@ Subject:, Text:, Simple:) and generation stops at the end of the answer line.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from worker.errors import InputError
+from worker.jobspec import parse_job
 from worker.policy import Request
 
 if TYPE_CHECKING:
@@ -40,65 +39,13 @@ EXAMPLES: tuple[tuple[int, str, str, str], ...] = (
     ),
 )
 STOP: tuple[str, ...] = ("\n\n", "\nGrade:", "\nSubject:", "\nText:", "\nSimple:")
-MAX_SUBJECT_CHARS = 100
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
-
-
-def env_int(var: str, default: int) -> int:
-    """A positive integer setting from the environment."""
-    raw = os.environ.get(var, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{var}={raw!r} is not an integer") from None
-    if value < 1:
-        raise ValueError(f"{var} must be at least 1, got {value}")
-    return value
-
-
-def max_text_chars() -> int:
-    """Longest input text accepted: DYNAQUANT_MAX_TEXT_CHARS (default 8000)."""
-    return env_int("DYNAQUANT_MAX_TEXT_CHARS", 8000)
-
-
-def max_tokens_limit() -> int:
-    """Largest max_tokens a request may ask for: DYNAQUANT_MAX_TOKENS (default 512)."""
-    return env_int("DYNAQUANT_MAX_TOKENS", 512)
-
-
-DEFAULT_MAX_TOKENS = 160
 
 
 def one_line(text: str) -> str:
     """Collapse all whitespace (newlines included) to single spaces, so a field stays on its prompt line."""
     return " ".join(text.split())
-
-
-def validate(text: Any, grade_level: Any, subject: Any, max_tokens: Any) -> tuple[str, int, str, int]:
-    """Check a request's fields; raise InputError naming the first bad one. Returns them normalised."""
-    if not isinstance(text, str):
-        raise InputError("text", f"must be a string, got {type(text).__name__}")
-    if not text.strip():
-        raise InputError("text", "is empty: send the text to simplify")
-    limit = max_text_chars()
-    if len(text) > limit:
-        raise InputError(
-            "text", f"is {len(text)} characters, more than the maximum of {limit} (DYNAQUANT_MAX_TEXT_CHARS): split it"
-        )
-    if isinstance(grade_level, bool) or not isinstance(grade_level, int) or not 1 <= grade_level <= 12:
-        raise InputError("grade_level", f"must be a whole number from 1 to 12, got {grade_level!r}")
-    if not isinstance(subject, str) or not subject.strip():
-        raise InputError("subject", "must be a non-empty string such as 'Science'")
-    if len(subject) > MAX_SUBJECT_CHARS:
-        raise InputError("subject", f"is longer than {MAX_SUBJECT_CHARS} characters")
-    cap = max_tokens_limit()
-    tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= cap:
-        raise InputError("max_tokens", f"must be a whole number from 1 to {cap} (DYNAQUANT_MAX_TOKENS), got {tokens!r}")
-    return one_line(text), grade_level, one_line(subject), min(tokens, cap)
 
 
 def build_prompt(text: str, grade_level: int, subject: str) -> str:
@@ -171,8 +118,9 @@ def simplify_text(
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Simplify `text` for a grade on the model and level the loader picks; a JSON-able result."""
-    clean_text, grade, subj, tokens = validate(text, grade_level, subject, max_tokens)
-    prompt = build_prompt(clean_text, grade, subj)
+    job = parse_job({"text": text, "grade_level": grade_level, "subject": subject, "max_tokens": max_tokens})
+    grade, subj, tokens = job.grade_level, one_line(job.subject), job.max_tokens
+    prompt = build_prompt(job.text, grade, subj)
     with loader.acquire(model, request or Request()) as lease:
         generation = lease.model.generate(prompt, tokens, STOP, should_stop)
     output = clean_output(generation.text, generation.finish_reason)

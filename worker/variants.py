@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.errors import ModelLoadError
+from worker.settings import env_int
 
 GGUF_MAGIC = b"GGUF"
 
@@ -62,16 +63,7 @@ def variants_dir() -> Path:
 
 def thread_count() -> int:
     """Threads for llama.cpp work: DYNAQUANT_THREADS, else every CPU core."""
-    raw = os.environ.get("DYNAQUANT_THREADS", "").strip()
-    if raw:
-        try:
-            n = int(raw)
-        except ValueError:
-            raise ValueError(f"DYNAQUANT_THREADS={raw!r} is not an integer") from None
-        if n < 1:
-            raise ValueError(f"DYNAQUANT_THREADS must be at least 1, got {n}")
-        return n
-    return os.cpu_count() or 1
+    return env_int("DYNAQUANT_THREADS", os.cpu_count() or 1)
 
 
 @contextmanager

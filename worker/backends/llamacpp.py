@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from worker.backends.base import Generation, StopCheck
 from worker.errors import InputError, JobCancelled, ModelLoadError
 from worker.policy import BITS_PER_WEIGHT, GGUF_TYPES, LEVELS, RUNTIME_OVERHEAD_FRACTION, check_level
+from worker.settings import env_int
 from worker.variants import check_gguf, ensure_variant, existing_variant, gguf_metadata, thread_count
 
 if TYPE_CHECKING:
@@ -23,14 +23,7 @@ COMPUTE_BUFFER_BYTES = 48 * 1024 * 1024
 
 def context_size() -> int:
     """Context window in tokens: DYNAQUANT_N_CTX, default 4096 (a few-shot prompt plus an 8000-character text)."""
-    raw = os.environ.get("DYNAQUANT_N_CTX", "").strip() or "4096"
-    try:
-        n = int(raw)
-    except ValueError:
-        raise ValueError(f"DYNAQUANT_N_CTX={raw!r} is not an integer") from None
-    if n < 256:
-        raise ValueError(f"DYNAQUANT_N_CTX must be at least 256, got {n}")
-    return n
+    return env_int("DYNAQUANT_N_CTX", 4096, minimum=256)
 
 
 def kv_bytes_per_token(path: Path) -> int:
