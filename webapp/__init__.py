@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from webapp import health, jobs, openapi, quantization
+from webapp import dashboard, health, jobs, openapi, quantization
 from webapp.errors import register_error_handlers
 from webapp.settings import from_env
 
@@ -21,7 +21,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_error_handlers(app)
-    for blueprint in (jobs.bp, quantization.bp, health.bp, openapi.bp):
+    for blueprint in (jobs.bp, quantization.bp, health.bp, openapi.bp, dashboard.bp):
         app.register_blueprint(blueprint)
     logging.getLogger(__name__).debug("dynaquant web app created for Redis %s", app.config["REDIS_URL"])
     return app

@@ -1,0 +1,54 @@
+"""The `dynaquant` command: run the service, submit batches, read status."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from dynaquant import commands
+
+
+def data_home() -> Path:
+    """Where `dynaquant up` keeps Redis data and logs: DYNAQUANT_HOME or ~/.local/share/dynaquant."""
+    default = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "dynaquant"
+    return Path(os.environ.get("DYNAQUANT_HOME", default))
+
+
+def add_up(sub: argparse._SubParsersAction) -> None:
+    """Arguments of `dynaquant up`."""
+    up = sub.add_parser("up", help="run Redis (if none answers), workers, the web app and Flower")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--workers", type=int, default=1, help="worker processes, one job at a time each")
+    flower = up.add_mutually_exclusive_group()
+    flower.add_argument("--flower-port", type=int, default=5555)
+    flower.add_argument("--no-flower", action="store_true")
+    up.add_argument("--loglevel", default="INFO")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="dynaquant", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_up(sub)
+    commands.add_client_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "up":
+        from dynaquant.up import run_up
+
+        if args.workers < 1:
+            raise SystemExit("--workers must be at least 1")
+        flower_port = None if args.no_flower else args.flower_port
+        return run_up(args.host, args.port, args.workers, flower_port, data_home(), args.loglevel)
+    return commands.run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

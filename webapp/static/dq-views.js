@@ -1,0 +1,123 @@
+// Views of the API's answers: worker cards, the recent-jobs table and a finished job's result.
+import { el, fill } from "./dq-dom.js";
+import { memoryGauge } from "./dq-charts.js";
+import { clock, isNumber, latency, mb, percent, seconds, text } from "./dq-format.js";
+
+const SNIPPET = 140;
+
+export function levelBadge(level) {
+  return level ? el("span", { class: `level level-${level}`, text: level }) : el("span", { class: "muted", text: "–" });
+}
+
+function facts(pairs) {
+  return el("dl", { class: "facts" }, pairs.map(([term, value]) => [el("dt", { text: term }), el("dd", {}, value)]));
+}
+
+function lastJob(job) {
+  if (!job || typeof job !== "object") return "none yet";
+  const parts = [text(job.status), job.level,
+    isNumber(job.generation_seconds) ? `${job.generation_seconds.toFixed(2)} s generation` : null,
+    isNumber(job.readability_grade) ? `readability ${job.readability_grade.toFixed(1)}` : null,
+    isNumber(job.finished_at) ? clock(job.finished_at) : null];
+  return parts.filter(Boolean).join(" · ");
+}
+
+function cachedModels(worker) {
+  const models = Array.isArray(worker.current_models) ? worker.current_models : [];
+  const cache = worker.cache && typeof worker.cache === "object" ? worker.cache : {};
+  const used = isNumber(cache.current_size_mb) && isNumber(cache.max_size_mb)
+    ? `${mb(cache.current_size_mb)} of ${mb(cache.max_size_mb)} cap` : "";
+  const rows = models.length
+    ? models.map((m) => el("tr", {},
+        el("th", { scope: "row", text: text(m.name) }), el("td", {}, levelBadge(m.level)),
+        el("td", { class: "num", text: mb(m.size_mb) }), el("td", { class: "num", text: text(m.access_count) }),
+        el("td", { text: text(m.status) })))
+    : [el("tr", { class: "empty-row" }, el("td", { colspan: 5, class: "empty", text: "No model is cached." }))];
+  return [
+    el("h4", {}, "Cached models ", el("span", { class: "muted small", text: used })),
+    el("table", { class: "cached-models", "data-worker": text(worker.worker) },
+      el("caption", { class: "visually-hidden", text: `Models cached by ${text(worker.worker)}` }),
+      el("thead", {}, el("tr", {}, ["Model", "Level", "Size", "Accesses", "Status"].map((h, i) =>
+        el("th", { scope: "col", class: i === 2 || i === 3 ? "num" : null, text: h })))),
+      el("tbody", {}, rows)),
+  ];
+}
+
+function currentLevels(worker) {
+  const levels = worker.current_levels && typeof worker.current_levels === "object" ? worker.current_levels : {};
+  const names = Object.keys(levels).sort();
+  return [
+    el("h4", { text: "Current level per model" }),
+    names.length
+      ? el("ul", { class: "current-levels" }, names.map((n) => el("li", {}, el("span", { text: n }), " ", levelBadge(levels[n]))))
+      : el("p", { class: "empty", text: "No model loaded yet: the first job picks its level." }),
+  ];
+}
+
+function workerCard(worker) {
+  const name = text(worker.worker, "unknown worker");
+  const memory = worker.memory && typeof worker.memory === "object" ? worker.memory : {};
+  const fraction = isNumber(memory.used_fraction) ? memory.used_fraction : null;
+  const amounts = isNumber(memory.used_gb) && isNumber(memory.total_gb)
+    ? ` · ${memory.used_gb.toFixed(1)} of ${memory.total_gb.toFixed(1)} GB` : "";
+  return el("article", { class: "worker", "data-worker": name },
+    el("h3", {}, name, " ", el("span", { class: "muted small", text: `${text(worker.host, "")} · ${text(worker.device)}` })),
+    el("div", { class: "gauge-wrap" },
+      memoryGauge(fraction, worker.thresholds, `Memory of ${name}`),
+      el("p", { class: "gauge-caption" }, `Memory ${percent(fraction)} used${amounts} · band `,
+        el("strong", { text: text(worker.memory_status) }))),
+    facts([
+      ["Recommended level", levelBadge(worker.recommended_level)],
+      ["Active requests", text(worker.active_requests, "0")],
+      ["Jobs done", text(worker.jobs_done, "0")],
+      ["Last job", lastJob(worker.last_job)],
+    ]),
+    currentLevels(worker),
+    cachedModels(worker));
+}
+
+export function renderWorkers(container, workers, emptyMessage) {
+  if (!workers.length) {
+    fill(container, el("p", { class: "empty", text: emptyMessage }));
+    return;
+  }
+  fill(container, workers.map(workerCard));
+}
+
+function jobRow(job) {
+  const request = job.request && typeof job.request === "object" ? job.request : {};
+  const result = job.result && typeof job.result === "object" ? job.result : null;
+  const error = job.error && typeof job.error === "object" ? job.error : null;
+  const full = result ? text(result.text, "") : error ? `${text(error.code)}: ${text(error.message)}` : text(request.text, "");
+  const shown = full.length > SNIPPET ? `${full.slice(0, SNIPPET - 1)}…` : full;
+  return el("tr", { "data-job-id": text(job.job_id), "data-status": text(job.status) },
+    el("td", { text: clock(job.created_at) }),
+    el("td", {}, el("span", { class: `status status-${text(job.status)}`, text: text(job.status) })),
+    el("td", { class: "num", text: text(request.grade_level) }),
+    el("td", { text: text(request.subject) }),
+    el("td", {}, levelBadge(result && result.level)),
+    el("td", { class: "num", text: seconds(latency(job)) }),
+    el("td", { class: "num", text: result && isNumber(result.readability_grade) ? result.readability_grade.toFixed(1) : "–" }),
+    el("td", { class: "snippet", title: full, text: shown }));
+}
+
+export function renderJobs(tbody, jobs) {
+  if (!jobs.length) {
+    fill(tbody, el("tr", {}, el("td", { colspan: 8, class: "empty", text: "No job yet." })));
+    return;
+  }
+  fill(tbody, jobs.map(jobRow));
+}
+
+export function renderResult(textNode, factsNode, job) {
+  const result = job.result || {};
+  textNode.textContent = text(result.text, "(the model returned no text)");
+  fill(factsNode, [
+    ["Level", levelBadge(result.level)],
+    ["Model", `${text(result.model)} (${text(result.backend)})`],
+    ["Latency", seconds(latency(job))],
+    ["Generation", `${text(result.tokens_out)} tokens in ${seconds(result.generation_seconds)}`],
+    ["Readability grade", isNumber(result.readability_grade) ? result.readability_grade.toFixed(1) : "–"],
+    ["Job", text(job.job_id)],
+  ].map(([term, value]) => [el("dt", { text: term }), el("dd", {}, value)]));
+}
