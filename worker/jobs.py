@@ -1,7 +1,9 @@
 """Job and batch records in Redis: the one place that knows a job's status, result and history.
 
 Transitions are Lua scripts so that two deliveries of the same job (at-least-once) store one result:
-the first terminal write wins and later ones are ignored.
+the first terminal write wins and later ones are ignored. A running job holds a lease (a key with a
+short TTL that its worker's heartbeat renews), so a second delivery while the first worker is alive
+does not run it again; when that worker dies the lease runs out and a redelivery runs the job anew.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 JOB_KEY = "dq:job:{}"
 BATCH_KEY = "dq:batch:{}"
 IDEMPOTENCY_KEY = "dq:idem:{}"
+LEASE_KEY = "dq:job:{}:lease"
 RECENT_KEY = "dq:jobs:recent"
 COUNTS_KEY = "dq:metrics:jobs_total"
 LATENCY_KEY = "dq:metrics:latency"
@@ -32,7 +35,10 @@ _START = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return status end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[2] then return 'busy:' .. holder end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 return 'running:' .. attempts
 """
@@ -45,6 +51,13 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[3], 
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 return 'ok'
+"""
+
+_RENEW = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
 """
 
 _CANCEL = """
@@ -83,6 +96,7 @@ class JobStore:
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
         self._cancel = client.register_script(_CANCEL)
+        self._renew = client.register_script(_RENEW)
 
     def create(self, job_id: str, spec: dict[str, Any], batch_id: str | None = None) -> dict[str, Any]:
         """Record a job as queued before it is sent to the broker."""
@@ -120,17 +134,35 @@ class JobStore:
         self.client.hset(key, mapping={"id": batch_id, "created_at": time.time(), "job_ids": json.dumps(list(job_ids))})
         self.client.expire(key, result_ttl())
 
-    def start(self, job_id: str, worker: str) -> tuple[str, int]:
-        """Mark a job running; returns the status it now has and the attempt number.
+    def start(self, job_id: str, worker: str, lease_seconds: int = 10) -> tuple[str, int]:
+        """Mark a job running and lease it to `worker`; returns the status it now has and the attempt number.
 
         A terminal status (cancelled before it ran, or already finished by an earlier delivery)
-        is returned unchanged so the caller skips the work.
+        is returned unchanged so the caller skips the work; "busy" means another live worker holds
+        the job's lease (it is running there), so this delivery must not run it too. A lease held
+        under the caller's own name is stale (a worker runs one job at a time) and is taken over.
         """
-        answer = self._start(keys=[JOB_KEY.format(job_id)], args=[time.time(), worker])
+        keys = [JOB_KEY.format(job_id), LEASE_KEY.format(job_id)]
+        answer = self._start(keys=keys, args=[time.time(), worker, lease_seconds])
         answer = answer.decode() if isinstance(answer, bytes) else str(answer)
         if answer.startswith("running:"):
             return "running", int(answer.split(":", 1)[1])
+        if answer.startswith("busy:"):
+            return "busy", 0
         return answer, 0
+
+    def lease_holder(self, job_id: str) -> str | None:
+        """The worker that holds a running job's lease, if its lease is still live."""
+        value = self.client.get(LEASE_KEY.format(job_id))
+        return value.decode() if isinstance(value, bytes) else value
+
+    def renew_lease(self, job_id: str, worker: str, lease_seconds: int) -> bool:
+        """Keep a running job leased to its worker (from the heartbeat); False if another worker holds it."""
+        return bool(self._renew(keys=[LEASE_KEY.format(job_id)], args=[worker, lease_seconds]))
+
+    def release_lease(self, job_id: str) -> None:
+        """Drop a job's lease once its worker is done with it."""
+        self.client.delete(LEASE_KEY.format(job_id))
 
     def succeed(self, job_id: str, result: dict[str, Any]) -> bool:
         """Store a job's result unless it already ended; True when this call stored it."""

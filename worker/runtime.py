@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -15,7 +16,7 @@ import celeryconfig
 from worker import status
 from worker.jobs import JobStore
 from worker.policy import memory_band
-from worker.probes import live_probes
+from worker.probes import LoadReading, live_probes
 from worker.quantization import DynamicQuantizationManager, set_quantization_manager
 
 if TYPE_CHECKING:
@@ -24,14 +25,32 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def last_known_load(read: Callable[[], LoadReading]) -> Callable[[], LoadReading]:
+    """The load probe, answering with its last reading while Redis is unreachable (a job never fails for it)."""
+    last = [LoadReading(0, 0)]
+
+    def read_or_last() -> LoadReading:
+        try:
+            last[0] = read()
+        except redis.RedisError as exc:
+            log.warning("could not read the queue load from Redis (%s); using the last reading", exc)
+        return last[0]
+
+    return read_or_last
+
+
 class WorkerRuntime:
     """Everything one worker process holds between jobs."""
 
     def __init__(self, name: str, client: redis.Redis | None = None) -> None:
         self.name = name
-        self.client = client or redis.Redis.from_url(celeryconfig.redis_url)
+        # Timeouts so a dead or unreachable Redis fails a call (which is retried) instead of hanging it.
+        self.client = client or redis.Redis.from_url(
+            celeryconfig.redis_url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30
+        )
         self.store = JobStore(self.client)
         probes = live_probes(client=self.client, queues=[celeryconfig.task_default_queue])
+        probes.load = last_known_load(probes.load)
         self.manager = DynamicQuantizationManager(probes=probes)
         set_quantization_manager(self.manager)
         from worker.model_loader import get_model_loader
@@ -42,7 +61,7 @@ class WorkerRuntime:
         self.last_job: dict[str, Any] | None = None
         self.jobs_done = 0
         self._lock = threading.Lock()
-        self.heartbeat = status.Heartbeat(self.client, name, self.snapshot, self.clear_cache)
+        self.heartbeat = status.Heartbeat(self.client, name, self.snapshot, self.clear_cache, self.renew_lease)
 
     def start(self) -> None:
         """Begin publishing this worker's state."""
@@ -63,6 +82,13 @@ class WorkerRuntime:
             self.active_job = None
             self.last_job = summary
             self.jobs_done += 1
+
+    def renew_lease(self) -> None:
+        """Keep the running job leased to this worker while it is alive (a heartbeat's work)."""
+        with self._lock:
+            active = self.active_job
+        if active is not None:
+            self.store.renew_lease(active, self.name, status.heartbeat_ttl())
 
     def clear_cache(self) -> dict[str, Any]:
         """Free every cached model no job is using; say what was freed."""

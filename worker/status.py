@@ -106,12 +106,14 @@ class Heartbeat(threading.Thread):
         name: str,
         snapshot: Callable[[], dict[str, Any]],
         clear_cache: Callable[[], dict[str, Any]],
+        on_beat: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name=f"heartbeat-{name}", daemon=True)
         self.client = client
         self.worker_name = name
         self.snapshot = snapshot
         self.clear_cache = clear_cache
+        self.on_beat = on_beat
         self.stopped = threading.Event()
         self.seen_generation = 0
 
@@ -131,7 +133,9 @@ class Heartbeat(threading.Thread):
             self.stopped.wait(heartbeat_seconds())
 
     def beat(self) -> None:
-        """Serve a pending cache-clear request, then publish the current state."""
+        """Renew the running job's lease, serve a pending cache-clear request, then publish the current state."""
+        if self.on_beat is not None:
+            self.on_beat()
         generation = clear_generation(self.client)
         if generation > self.seen_generation:
             report = self.clear_cache()

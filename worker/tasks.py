@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready, worker_shutdown
 
 import celeryconfig
+from worker import status
 from worker.celery_app import SIMPLIFY_TASK, app
 from worker.errors import DynaquantError, JobCancelled
 from worker.jobspec import parse_job
@@ -21,6 +23,8 @@ from worker.runtime import WorkerRuntime, get_runtime, shutdown_runtime
 
 log = logging.getLogger(__name__)
 CANCEL_CHECK_SECONDS = 0.25
+STORE_RETRY_MAX_SECONDS = 5.0
+T = TypeVar("T")
 
 
 @worker_ready.connect
@@ -34,35 +38,89 @@ def _stop_runtime(**_: Any) -> None:
     shutdown_runtime()
 
 
-def cancel_watch(runtime: WorkerRuntime, job_id: str) -> Callable[[], bool]:
-    """A cheap check, polled during generation, that says whether the job was cancelled."""
-    last = [0.0, False]
+def persist(what: str, call: Callable[[], T]) -> T:
+    """Run a Redis write of a job's state, retrying while Redis is unreachable (restarting, loading, failing over).
 
-    def cancelled() -> bool:
+    A job's outcome is never dropped because Redis blinked: the worker holds it until Redis takes it.
+    """
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as exc:
+            log.warning("could not %s: Redis unreachable (%s); retrying in %.1f s", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, STORE_RETRY_MAX_SECONDS)
+
+
+class JobWatch:
+    """Polled during generation: stops a job that was cancelled or that ran past DYNAQUANT_TASK_TIME_LIMIT."""
+
+    def __init__(self, runtime: WorkerRuntime, job_id: str, seconds: float) -> None:
+        self.runtime = runtime
+        self.job_id = job_id
+        self.deadline = time.monotonic() + seconds
+        self.timed_out = False
+        self._checked_at = 0.0
+        self._cancelled = False
+
+    def __call__(self) -> bool:
+        """True once the job must stop; a Redis outage reads as "not cancelled" (the job goes on)."""
         now = time.monotonic()
-        if now - float(last[0]) >= CANCEL_CHECK_SECONDS:
-            last[0], last[1] = now, runtime.store.status(job_id) == "cancelled"
-        return bool(last[1])
+        if now >= self.deadline:
+            self.timed_out = True
+            return True
+        if now - self._checked_at >= CANCEL_CHECK_SECONDS:
+            self._checked_at = now
+            try:
+                self._cancelled = self.runtime.store.status(self.job_id) == "cancelled"
+            except redis.RedisError as exc:
+                log.warning("could not check job %s for cancellation: %s", self.job_id, exc)
+        return self._cancelled
 
-    return cancelled
+
+def time_limit_message() -> str:
+    """The error of a job stopped at its time limit."""
+    return f"the job ran past the {celeryconfig.task_time_limit} s limit (DYNAQUANT_TASK_TIME_LIMIT) and was stopped"
 
 
 def run_job(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Run one job end to end and store its outcome once (a redelivered job is not stored twice)."""
-    from worker.simplify import simplify_text as simplify
+    """Run one job end to end and store its outcome once (a redelivered job is not stored twice).
 
-    state, attempt = runtime.store.start(job_id, runtime.name)
+    Returns status "deferred" when a live worker still runs the job (a redelivery after the
+    visibility timeout): the caller re-queues it for later instead of running it a second time.
+    """
+    store = runtime.store
+    state, attempt = persist(f"start job {job_id}", lambda: store.start(job_id, runtime.name, status.heartbeat_ttl()))
+    if state == "busy":
+        return {"job_id": job_id, "status": "deferred", "held_by": store.lease_holder(job_id)}
     if state != "running":
         return {"job_id": job_id, "status": state, "skipped": True}
-    if attempt > celeryconfig.max_redeliveries + 1:
-        message = (
-            f"the job was started {attempt} times and its worker died each time (limit "
-            f"{celeryconfig.max_redeliveries} redeliveries, DYNAQUANT_MAX_REDELIVERIES); it is not retried"
-        )
-        runtime.store.fail(job_id, "redelivery_limit", message)
-        return {"job_id": job_id, "status": "failed", "error": message}
+    try:
+        if attempt > celeryconfig.max_redeliveries + 1:
+            message = (
+                f"the job's worker died {attempt - 1} times while running it, past the limit of "
+                f"{celeryconfig.max_redeliveries} redeliveries (DYNAQUANT_MAX_REDELIVERIES); it is not run again"
+            )
+            persist(f"store job {job_id}", lambda: store.fail(job_id, "redelivery_limit", message))
+            return {"job_id": job_id, "status": "failed", "error": message}
+        return execute(runtime, job_id, payload, attempt)
+    finally:
+        try:
+            store.release_lease(job_id)
+        except redis.RedisError as exc:  # it runs out by itself
+            log.warning("could not release the lease of job %s: %s", job_id, exc)
+
+
+def execute(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], attempt: int) -> dict[str, Any]:
+    """Generate a started job's text and store its result or error, holding it until Redis takes it."""
+    from worker.simplify import simplify_text as simplify
+
+    store = runtime.store
     runtime.begin_job(job_id)
+    watch = JobWatch(runtime, job_id, celeryconfig.task_time_limit)
     outcome: dict[str, Any] = {"job_id": job_id}
+    error: tuple[str, str] | None = None
     try:
         spec = parse_job(payload)
         result = simplify(
@@ -73,26 +131,29 @@ def run_job(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any]) -> dic
             spec.request,
             model=spec.model,
             max_tokens=spec.max_tokens,
-            should_stop=cancel_watch(runtime, job_id),
+            should_stop=watch,
         )
         result["attempt"] = attempt
-        if runtime.store.succeed(job_id, result) and result.get("reoptimized"):
-            runtime.store.count_reoptimization()
+        if persist(f"store job {job_id}", lambda: store.succeed(job_id, result)) and result.get("reoptimized"):
+            persist("count a re-optimisation", store.count_reoptimization)
         outcome.update(status="succeeded", result=result)
     except JobCancelled:
-        outcome.update(status="cancelled")
+        if watch.timed_out:
+            error = ("time_limit", time_limit_message())
+        else:
+            outcome.update(status="cancelled")
     except SoftTimeLimitExceeded:
-        message = f"the job ran past the {celeryconfig.task_time_limit} s limit (DYNAQUANT_TASK_TIME_LIMIT)"
-        runtime.store.fail(job_id, "time_limit", message)
-        outcome.update(status="failed", error=message)
+        error = ("time_limit", time_limit_message())
     except DynaquantError as exc:
-        runtime.store.fail(job_id, exc.code, str(exc))
-        outcome.update(status="failed", error=str(exc))
+        error = (exc.code, str(exc))
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        runtime.store.fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}")
-        outcome.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        error = ("internal_error", f"{type(exc).__name__}: {exc}")
     finally:
+        if error is not None:
+            code, message = error
+            persist(f"store job {job_id}", lambda: store.fail(job_id, code, message))
+            outcome.update(status="failed", error=message)
         runtime.end_job(job_summary(job_id, outcome))
     return outcome
 
@@ -111,7 +172,12 @@ def job_summary(job_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@app.task(name=SIMPLIFY_TASK, bind=True)
+@app.task(name=SIMPLIFY_TASK, bind=True, max_retries=None)  # None: deferring never gives up on a job
 def simplify_text(self: Any, job_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Simplify one text at the level this worker's state calls for."""
-    return run_job(get_runtime(self.request.hostname), job_id, payload)
+    outcome = run_job(get_runtime(self.request.hostname), job_id, payload)
+    if outcome["status"] == "deferred":
+        # Another live worker runs this job: look again once its lease could have run out.
+        log.info("job %s is running on %s; deferred, not run twice", job_id, outcome.get("held_by"))
+        raise self.retry(countdown=status.heartbeat_ttl())
+    return outcome

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -109,6 +111,18 @@ class Service:
         for name in list(self.procs):
             self.stop(name)
 
+    def job(self, job_id: str) -> dict[str, Any]:
+        """A job's record as the API shows it."""
+        response = requests.get(self.url(f"/api/v1/jobs/{job_id}"), timeout=5)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def worker_state(self, name: str) -> dict[str, Any] | None:
+        """A worker's last heartbeat in Redis (pid, active job, ...), None once it stopped beating."""
+        raw = self.redis.get(f"dq:worker:{name}@e2e")
+        return json.loads(raw) if raw else None
+
     def wait_job(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
         """Poll a job over HTTP until it ends."""
 
@@ -138,10 +152,8 @@ def claim_redis_db() -> str:
     raise AssertionError(f"every Redis DB in {list(E2E_REDIS_DBS)} is claimed by another test run")
 
 
-@pytest.fixture
-def service(tmp_path: Path, variants_dir: Path) -> Iterator[Service]:
-    """A fresh service namespace: its own Redis DB and queue; processes stopped afterwards."""
-    url = claim_redis_db()
+def make_service(url: str, logs: Path, variants_dir: Path) -> Service:
+    """A service namespace on the Redis at `url`, with a fresh queue name; nothing started yet."""
     queue = f"e2e-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
@@ -154,9 +166,106 @@ def service(tmp_path: Path, variants_dir: Path) -> Iterator[Service]:
         "PYTHONUNBUFFERED": "1",
         "FLOWER_UNAUTHENTICATED_API": "true",
     }
-    svc = Service(redis_url=url, queue=queue, env=env, logs=tmp_path)
+    logs.mkdir(parents=True, exist_ok=True)
+    return Service(redis_url=url, queue=queue, env=env, logs=logs)
+
+
+@pytest.fixture
+def service(tmp_path: Path, variants_dir: Path) -> Iterator[Service]:
+    """A fresh service namespace: its own Redis DB and queue; processes stopped afterwards."""
+    url = claim_redis_db()
+    svc = make_service(url, tmp_path, variants_dir)
     try:
         yield svc
     finally:
         svc.stop_all()
         redis.Redis.from_url(url).flushdb()
+
+
+@dataclass
+class RedisServer:
+    """A private redis-server on a free port, keeping an append-only file (as docker-compose.yml does)."""
+
+    data_dir: Path
+    password: str | None = None
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, password: str | None = None, db: int = 0) -> str:
+        """Its URL, with this server's password unless another one is given."""
+        secret = password if password is not None else self.password
+        auth = f":{secret}@" if secret else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        """Start (or restart, on the same port and data) and wait until it answers PING."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir)]
+        argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "no"]
+        if self.password:
+            argv += ["--requirepass", self.password]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        client = redis.Redis.from_url(self.url(), socket_connect_timeout=1)
+        wait_until(lambda: self._pings(client), 20, f"redis-server on port {self.port}", interval=0.05)
+
+    @staticmethod
+    def _pings(client: redis.Redis) -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:  # refused, or still loading its append-only file
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop it (SIGTERM: a clean shutdown that writes the append-only file) and wait until it is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class PrivateServices:
+    """Private redis-servers and services bound to them; everything is stopped at the end of the test."""
+
+    def __init__(self, root: Path, variants_dir: Path) -> None:
+        self.root = root
+        self.variants_dir = variants_dir
+        self.servers: list[RedisServer] = []
+        self.services: list[Service] = []
+
+    def redis_server(self, password: str | None = None) -> RedisServer:
+        """Start a private redis-server (append-only file on; password if given)."""
+        server = RedisServer(self.root / f"redis{len(self.servers)}", password)
+        self.servers.append(server)
+        server.start()
+        return server
+
+    def service(self, url: str) -> Service:
+        """A service namespace on `url` whose processes are stopped at the end of the test."""
+        svc = make_service(url, self.root / f"service{len(self.services)}", self.variants_dir)
+        self.services.append(svc)
+        return svc
+
+    def close(self) -> None:
+        """Stop every service's processes, then every server."""
+        for svc in self.services:
+            svc.stop_all()
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture
+def private(tmp_path: Path, variants_dir: Path) -> Iterator[PrivateServices]:
+    """Private redis-servers (for restart and password tests) and services bound to them."""
+    services = PrivateServices(tmp_path, variants_dir)
+    try:
+        yield services
+    finally:
+        services.close()
