@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 REDIS_URL ?= redis://127.0.0.1:6379/0
 export REDIS_URL
 
-.PHONY: install run test lint unit integration e2e bench clean
+.PHONY: install run test lint unit bench clean
 
 install: $(VENV)/.installed
 
@@ -38,8 +38,10 @@ bench: install
 	scripts/ensure-redis
 	$(PY) -m bench.levels
 	$(PY) -m bench.bandwidth
+	$(PY) -m bench.switch
 	$(PY) -m bench.overhead
 	$(PY) -m bench.serving
+	$(PY) -m bench.report
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output
