@@ -1,0 +1,254 @@
+"""How long a loaded model takes to change level: variant on disk (page cache warm or dropped), and to be built.
+
+    .venv/bin/python -m bench.switch [--cold-switches 4] [--build-reps 2]
+
+Runs the worker's own ModelLoader (decision engine, cache, re-optimisation, GGUF backend on 2 threads)
+with memory fixed at 10 % of 16 GiB and the load reading set per step (0 -> fp16, 3 -> int8, 8 -> int4,
+12 -> int2), hysteresis off (QUANTIZE_CONSECUTIVE=1), so each step is one re-optimisation. A switch is the
+wall time of loader.acquire() for the first job at the new level: evicting (closing) the old level and
+loading the new one (the job's generation is not included). The 12 warm switches cover every ordered pair
+of levels once. The first 1-token call after the switch is timed too (pages of the new file fault in there).
+Writes bench/results/switch.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    RESULTS,
+    THREADS,
+    VARIANTS,
+    Recorder,
+    captured_stderr,
+    drop_page_cache,
+    ensure_variants,
+    median,
+    table,
+    wait_for_idle_cpu,
+    wait_for_quiet,
+)
+
+LOAD_FOR = {"fp16": 0, "int8": 3, "int4": 8, "int2": 12}
+EVERY_PAIR = ("fp16", "int8", "fp16", "int4", "fp16", "int2", "int8", "int4", "int8", "int2", "int4", "int2", "fp16")
+"""A walk over the four levels that makes each of the 12 ordered switches once."""
+GIB = 1024**3
+
+
+class Knob:
+    """The load reading the loader sees; memory stays comfortable."""
+
+    def __init__(self) -> None:
+        self.load = 0
+
+    def memory(self) -> Any:
+        """10 % of 16 GiB used."""
+        from worker.probes import MemoryReading
+
+        return MemoryReading("bench", 16 * GIB, int(16 * GIB * 0.9), 0)
+
+    def load_reading(self) -> Any:
+        """The current load, all of it queued."""
+        from worker.probes import LoadReading
+
+        return LoadReading(self.load, 0)
+
+
+def make_loader(variants_dir: Path) -> tuple[Any, Knob]:
+    """The worker's ModelLoader on fixed readings, re-optimising on the first decision that asks for it."""
+    from worker.backends.llamacpp import LlamaCppBackend
+    from worker.cache import ModelCache
+    from worker.model_loader import ModelLoader
+    from worker.policy import LEVELS
+    from worker.probes import Probes
+    from worker.quantization import DynamicQuantizationManager
+    from worker.registry import Registry
+
+    knob = Knob()
+    caps = {"gguf": dict.fromkeys(LEVELS, True)}
+    probes = Probes(device="cpu", memory=knob.memory, load=knob.load_reading, capabilities=caps)
+    manager = DynamicQuantizationManager(probes=probes, environ={"QUANTIZE_CONSECUTIVE": "1"})
+    backend = LlamaCppBackend(variants_dir, n_threads=THREADS)
+    loader = ModelLoader(manager, Registry(), ModelCache(8000), backends={"gguf": backend}, variants_dir=variants_dir)
+    return loader, knob
+
+
+def switch_to(loader: Any, knob: Knob, level: str, first_call: bool = True) -> dict[str, Any]:
+    """Move the load so the decision becomes `level`; time acquire() and the first 1-token call."""
+    from worker.simplify import build_prompt
+
+    knob.load = LOAD_FOR[level]
+    started = time.perf_counter()
+    with loader.acquire(None) as lease:
+        acquire_s = time.perf_counter() - started
+        first_s = None
+        if first_call:
+            started = time.perf_counter()
+            lease.model.generate(build_prompt("A short text.", 5, "Science"), 1, ())
+            first_s = time.perf_counter() - started
+        got, reopt = lease.level, lease.reoptimization
+    if got != level:
+        raise RuntimeError(f"asked the loader for {level} (load {knob.load}) and got {got}")
+    return {"to": level, "switch_s": acquire_s, "first_call_s": first_s, "reoptimized": reopt}
+
+
+def walk(loader: Any, knob: Knob, levels: tuple[str, ...], cold: bool = False) -> list[dict[str, Any]]:
+    """Load levels[0], then switch along the rest; each step's timing (page cache dropped first when cold)."""
+    switch_to(loader, knob, levels[0])
+    steps = []
+    for previous, level in itertools.pairwise(levels):
+        if cold:
+            drop_page_cache()
+        step = switch_to(loader, knob, level)
+        step["from"] = previous
+        steps.append(step)
+    return steps
+
+
+def cached_switches(loader: Any, levels: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Switches between levels all held in the cache (forced per job, so nothing is evicted): a cache lookup."""
+    from worker.policy import Request
+    from worker.simplify import build_prompt
+
+    for level in LOAD_FOR:  # load every level once
+        with loader.acquire(None, Request(force_quantization=level)):
+            pass
+    steps = []
+    for previous, level in itertools.pairwise(levels):
+        started = time.perf_counter()
+        with loader.acquire(None, Request(force_quantization=level)) as lease:
+            switch_s = time.perf_counter() - started
+            started = time.perf_counter()
+            lease.model.generate(build_prompt("A short text.", 5, "Science"), 1, ())
+            first_s = time.perf_counter() - started
+            hit = lease.cache_hit
+        steps.append({"from": previous, "to": level, "switch_s": switch_s, "first_call_s": first_s,
+                      "reoptimized": None, "cache_hit": hit})  # fmt: skip
+    return steps
+
+
+def builds(reps: int) -> list[dict[str, Any]]:
+    """Switch int4 (the bundled source) -> fp16 -> int8 -> int2 in a fresh variants dir: each must be built."""
+    out = []
+    for rep in range(reps):
+        with tempfile.TemporaryDirectory(dir=RESULTS, prefix="switch-build-") as fresh:
+            loader, knob = make_loader(Path(fresh))
+            with captured_stderr():  # llama_model_quantize's per-tensor fallback warnings
+                steps = walk(loader, knob, ("int4", "fp16", "int8", "int2"))
+            for step in steps:
+                step["rep"] = rep
+                out.append(step)
+            loader.clear_cache()
+    return out
+
+
+def load_anatomy(path: Path, reps: int = 3) -> dict[str, Any]:
+    """Where a load's time goes: llama.cpp with only the vocabulary, a full load (context 4096), and close()."""
+    import llama_cpp
+
+    from worker.backends.llamacpp import context_size
+
+    def load(vocab_only: bool) -> tuple[float, float]:
+        started = time.perf_counter()
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=context_size(), n_threads=THREADS, n_threads_batch=THREADS,
+                              vocab_only=vocab_only, verbose=False)  # fmt: skip
+        loaded = time.perf_counter() - started
+        started = time.perf_counter()
+        llm.close()
+        return loaded, time.perf_counter() - started
+
+    with captured_stderr():
+        vocab = [load(True)[0] for _ in range(reps)]
+        full = [load(False) for _ in range(reps)]
+    return {
+        "file": path.name,
+        "vocab_only_load_s": median(vocab),
+        "full_load_s": median([f[0] for f in full]),
+        "close_s": median([f[1] for f in full]),
+    }
+
+
+def summary(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and range of switch and first-call times."""
+    switch = [s["switch_s"] for s in steps]
+    first = [s["first_call_s"] for s in steps if s["first_call_s"] is not None]
+    return {
+        "n": len(steps),
+        "median_switch_s": median(switch),
+        "min_switch_s": min(switch, default=None),
+        "max_switch_s": max(switch, default=None),
+        "median_first_call_s": median(first),
+        "reoptimizations": sum(1 for s in steps if s["reoptimized"]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the switch benchmark and print its table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cold-switches", type=int, default=4, help="switches with the page cache dropped")
+    parser.add_argument("--build-reps", type=int, default=2, help="fresh variants dirs to build in")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, help="wait up to N s for load average < 1")
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        help="before each measurement, wait up to N s for other processes to leave the CPU idle (< 25%% busy)",
+    )
+    args = parser.parse_args(argv)
+    ensure_variants()
+    wait_for_quiet(1.0, args.wait_quiet)
+    rec = Recorder("switch", argv if argv is not None else sys.argv[1:])
+    loader, knob = make_loader(VARIANTS)
+    rec.data["cpu_busy_before_percent"] = wait_for_idle_cpu(args.wait_idle)
+    print("warm: 12 switches, variants on disk and in the page cache", flush=True)
+    warm = walk(loader, knob, EVERY_PAIR)
+    print(f"cold: {args.cold_switches} switches, page cache dropped before each", flush=True)
+    cold = walk(loader, knob, EVERY_PAIR[: args.cold_switches + 1], cold=True)
+    loader.clear_cache()
+    print("cached: 12 switches between levels all kept loaded (what keeping idle levels would give)", flush=True)
+    cached = cached_switches(loader, EVERY_PAIR)
+    loader.clear_cache()
+    print(f"build: {args.build_reps} x 3 switches that must build their variant", flush=True)
+    built = builds(args.build_reps)
+    rec.data["load_anatomy"] = load_anatomy(ensure_variants(("int4",))["int4"])
+    rec.data.update(threads=THREADS, warm=warm, cold=cold, cached=cached, build=built)
+    rec.data["summary"] = {
+        "warm": summary(warm),
+        "cold": summary(cold),
+        "cached": summary(cached),
+        "build": summary(built),
+    }
+    for level in ("fp16", "int8", "int2"):
+        rec.data["summary"][f"build_{level}"] = summary([s for s in built if s["to"] == level])
+    rows = []
+    labels = {
+        "warm": "variant on disk, page cache warm",
+        "cold": "variant on disk, page cache dropped",
+        "cached": "level still loaded in the cache (forced)",
+        "build_fp16": "variant built first: -> fp16 (F16)",
+        "build_int8": "variant built first: -> int8 (Q8_0)",
+        "build_int2": "variant built first: -> int2 (Q2_K)",
+    }
+    for key, label in labels.items():
+        s = rec.data["summary"][key]
+        rows.append(
+            [label, s["n"], s["median_switch_s"], s["min_switch_s"], s["max_switch_s"], s["median_first_call_s"]]
+        )
+    print("\n" + table(["switch", "n", "median s", "min s", "max s", "first 1-token call s (median)"], rows, 3))
+    a = rec.data["load_anatomy"]
+    print(
+        f"\nllama.cpp load of {a['file']}: vocabulary only {a['vocab_only_load_s']:.3f} s, full load "
+        f"{a['full_load_s']:.3f} s, close {a['close_s']:.3f} s (medians of 3)"
+    )
+    rec.save()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
