@@ -80,6 +80,33 @@ def others_cpu_percent(window_s: float = 2.0) -> float:
     return max(total - mine, 0.0)
 
 
+class CpuMeter:
+    """Other processes' share of the CPU (0-100, all cores) between successive readings, this benchmark's own
+    process tree (the service it started included) left out."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._cpus = psutil.cpu_count() or 1
+        self._last = (time.monotonic(), self._busy_seconds(), own_cpu_seconds())
+
+    def _busy_seconds(self) -> float:
+        import psutil
+
+        t = psutil.cpu_times()
+        idle = t.idle + getattr(t, "iowait", 0.0)
+        guest = getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)  # already counted in user and nice
+        return float(sum(t) - idle - guest)
+
+    def read(self) -> float:
+        """Others' CPU % since the previous reading (or since the meter was made)."""
+        now = (time.monotonic(), self._busy_seconds(), own_cpu_seconds())
+        wall = now[0] - self._last[0]
+        others = (now[1] - self._last[1]) - (now[2] - self._last[2])
+        self._last = now
+        return max(0.0, min(100.0, 100.0 * others / (wall * self._cpus))) if wall > 0 else 0.0
+
+
 def wait_for_idle_cpu(timeout_s: float = 0.0, max_percent: float = 25.0, window_s: float = 2.0) -> float:
     """Wait (up to timeout_s) until processes other than this benchmark's use < max_percent of the CPU; the last
     reading (percent of all cores, over window_s)."""

@@ -33,6 +33,7 @@ import requests
 from bench.common import (
     QUALITY_MAX_TOKENS,
     THREADS,
+    CpuMeter,
     Recorder,
     ensure_variants,
     median,
@@ -237,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         for level in levels:
             print(f"{level}: {args.jobs} paragraphs, raw and through the service", flush=True)
             cpu_before = wait_for_idle_cpu(args.wait_idle)
+            meter = CpuMeter()
             per_level[level] = compare_level(svc, level, args.jobs)
+            per_level[level]["others_cpu_percent"] = meter.read()
             per_level[level]["cpu_busy_before_percent"] = cpu_before
         rec.data["tokens"] = per_level
         svc.stop("w1")  # no worker: enqueued jobs stay queued and take no CPU

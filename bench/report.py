@@ -112,7 +112,9 @@ def levels_section(lv: dict[str, Any]) -> str:
             "",
             f"On the HF checkpoint made from the bundled GGUF (dequantized), {n} paragraphs (slower backend). "
             "Prompt tok/s: one forward pass over the prompt; decode tok/s: (33 - 1 new tokens) over the time "
-            "difference of two greedy generate() calls; medians of 3. Load and RSS in a fresh process.",
+            "difference of two greedy generate() calls; medians of up to 3. Load in a fresh process; RSS: its "
+            "resident-set growth over the load and the speed runs (bitsandbytes quantizes from bf16 at load, and "
+            "the allocator keeps the peak).",
         ]
     return "\n".join(parts)
 
@@ -164,12 +166,13 @@ def overhead_section(ov: dict[str, Any]) -> str:
     rows = [
         [lvl, len(t["service"]), t["raw_tok_s"], t["service_generation_tok_s"], t["service_wall_tok_s"],
          t.get("aggregate_ratio_wall"), t["ratio_generation"], t["ratio_wall"], 1000 * (t["median_overhead_s"] or 0),
-         f"{t['same_token_counts']}/{len(t['service'])}"]
+         f"{t['same_token_counts']}/{len(t['service'])}", t.get("others_cpu_percent")]
         for lvl, t in ov["tokens"].items()
     ]  # fmt: skip
     tokens = table(
         ["level", "jobs", "raw tok/s", "service tok/s (in worker)", "service tok/s (wall)", "ratio of sums (wall)",
-         "median ratio (in worker)", "median ratio (wall)", "wall - generation ms (median)", "same token count"],
+         "median ratio (in worker)", "median ratio (wall)", "wall - generation ms (median)", "same token count",
+         "others' CPU %"],
         rows)  # fmt: skip
     o, c = ov["enqueue_open_loop"], ov["enqueue_closed_loop"]
     enqueue = table(
@@ -250,10 +253,12 @@ def serving_section(sv: dict[str, Any]) -> str:
         "",
         "One worker (solo pool, llama.cpp on 2 threads: the machine has 2 cores), gunicorn, Redis; a fresh worker "
         "and one uncounted warm-up job per run. Jobs/min: succeeded jobs over first submission to last finish. "
-        "Latency: created_at to finished_at. Quality: mean ROUGE-L F1 of each output against the fp16 reference "
-        "output of the same paragraph (bench/results/reference.json, made by bench.levels through the same "
-        f"backend), max_tokens {sv['max_tokens']}. Dynamic: no force, the decision engine's defaults "
-        "(QUANTIZE_CONSECUTIVE 3, dwell 30 s). Re-opts: jobs whose result reports a re-optimisation.",
+        "Latency: created_at to finished_at. Others' CPU %: share of both cores taken by processes outside the "
+        "benchmark (its worker, gunicorn and itself excluded) during the run. Quality: mean ROUGE-L F1 of each "
+        "output against the fp16 reference output of the same paragraph (bench/results/reference.json, made by "
+        f"bench.levels through the same backend), max_tokens {sv['max_tokens']}. Dynamic: no force, the decision "
+        "engine's defaults (QUANTIZE_CONSECUTIVE 3, dwell 30 s). Re-opts: jobs whose result reports a "
+        "re-optimisation.",
     ]
     if (IMG / "serving_dynamic_burst.png").exists():
         parts += [
