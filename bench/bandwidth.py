@@ -22,6 +22,7 @@ Writes bench/results/bandwidth.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import mmap
 import sys
 import time
@@ -86,8 +87,9 @@ def read_bandwidth(gib: float = 1.0) -> dict[str, Any]:
     with ThreadPoolExecutor(2) as pool:
         for name, kernel in kernels.items():
             kernel(a)  # touch every page once
-            out["one_thread"][name] = a.nbytes / best_seconds(lambda k=kernel: k(a)) / 1e9
-            out["two_threads"][name] = a.nbytes / best_seconds(lambda k=kernel: list(pool.map(k, halves))) / 1e9
+            out["one_thread"][name] = a.nbytes / best_seconds(functools.partial(kernel, a)) / 1e9
+            both = functools.partial(lambda k, parts: list(pool.map(k, parts)), kernel, halves)
+            out["two_threads"][name] = a.nbytes / best_seconds(both) / 1e9
     b = np.empty_like(a)
     np.copyto(b, a)
     out["copy_one_thread"] = 2 * a.nbytes / best_seconds(lambda: np.copyto(b, a)) / 1e9

@@ -14,6 +14,7 @@ Writes bench/results/levels.json and bench/results/reference.json (the fp16 outp
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import statistics
 import subprocess
@@ -112,9 +113,7 @@ def build_times() -> dict[str, dict[str, Any]]:
 
 def load_probe(level: str) -> dict[str, Any]:
     """In a fresh process: load time, first 1-token call, RSS delta, then the median of warm reloads."""
-    import llama_cpp  # imported before the baseline so the library itself is not counted
-
-    assert llama_cpp.__version__
+    importlib.import_module("llama_cpp")  # imported before the baseline so the library itself is not counted
     backend = gguf_backend()
     spec = bundled_spec()
     prompt = prompt_for(SPEED_PARAGRAPH)
@@ -284,7 +283,7 @@ def hf_checkpoint() -> Path:
             model = AutoModelForCausalLM.from_pretrained(
                 gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16, quantization_config=GgufConfig(dequantize=True)
             )
-            model.hf_quantizer = None
+            model.hf_quantizer = None  # type: ignore[assignment]
             if hasattr(model.config, "quantization_config"):
                 del model.config.quantization_config
             model.save_pretrained(tmp)
@@ -336,11 +335,10 @@ def hf_speed(model: Any, runs: int, deadline: float) -> dict[str, Any]:
 def hf_probe(level: str, n_paragraphs: int, runs: int, budget_s: float) -> dict[str, Any]:
     """In a fresh process: load the HF checkpoint at a level, its RSS delta, speed and outputs."""
     import torch
-    import transformers  # imported before the baseline so the libraries are not counted
 
     from worker.backends.hf import TransformersBackend
 
-    assert transformers.AutoModelForCausalLM
+    importlib.import_module("transformers")  # imported before the baseline so the libraries are not counted
     from worker.registry import BUNDLED_NAME, BUNDLED_PARAMS_B, ModelSpec
 
     torch.set_num_threads(THREADS)

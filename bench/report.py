@@ -271,24 +271,41 @@ def serving_section(sv: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def busy_before(data: Any) -> list[float]:
+    """Every `cpu_busy_before_percent` recorded anywhere in a benchmark's JSON."""
+    if isinstance(data, dict):
+        found = [float(v) for k, v in data.items() if k == "cpu_busy_before_percent" and v is not None]
+        return found + [x for k, v in data.items() if k != "cpu_busy_before_percent" for x in busy_before(v)]
+    if isinstance(data, list):
+        return [x for v in data for x in busy_before(v)]
+    return []
+
+
 def machine_section(results: dict[str, Any]) -> str:
     """The machine and the load average around each benchmark."""
     any_result = next(iter(results.values()))
     m = any_result["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
     rows = [
-        [name, r["started_at"], r["duration_s"], fmt(r["loadavg_start"][0]), fmt(r["loadavg_end"][0]), r["command"]]
+        [name, r["started_at"], r["duration_s"], fmt(r["loadavg_start"][0]), fmt(r["loadavg_end"][0]),
+         fmt(max(busy_before(r), default=None), 1), r["command"]]
         for name, r in results.items()
-    ]
+    ]  # fmt: skip
     return "\n".join(
         [
             f"- CPU: {m['cpu_model']}, {m['cpus']} cores (KVM guest), {m['ram_gb']} GiB RAM, Linux {m['kernel']}",
             f"- Python {m['python']}; {versions}; commit {m['git_commit']}",
             "- The machine is shared with other developers' test runs; llama.cpp on 2 threads slows badly when "
-            "another process takes a core, so the 1-minute load average at the start and end of each run is "
-            "recorded:",
+            "another process takes a core. The 1-minute load average at the start and end of each benchmark is "
+            "below (the benchmark's own worker adds about 2 while it computes); `others' CPU before` is the "
+            "largest share of both cores that other processes took just before a measurement (each benchmark "
+            "checks it, and waits with --wait-idle), and the serving and overhead tables show it during each run:",
             "",
-            table(["benchmark", "started (UTC)", "seconds", "load start", "load end", "command"], rows, 1),
+            table(
+                ["benchmark", "started (UTC)", "seconds", "load start", "load end", "others' CPU before %", "command"],
+                rows,
+                1,
+            ),
         ]
     )
 
@@ -321,8 +338,8 @@ def switch_note(sw: dict[str, Any], lv: dict[str, Any] | None) -> str:
         text += (
             f"The first job after a switch also re-evaluates the whole few-shot prompt (first 1-token call "
             f"{s['warm']['median_first_call_s']:.3f} s), because the new llama.cpp context has no cached "
-            f"prefix. Switching to a level that is still loaded takes {s['cached']['median_switch_s']:.3f} s "
-            f"and its first call {s['cached']['median_first_call_s']:.3f} s. Fix (service side, not applied "
+            f"prefix. Switching to a level that is still loaded takes {1000 * s['cached']['median_switch_s']:.1f} ms "
+            f"and its first call {1000 * s['cached']['median_first_call_s']:.0f} ms. Fix (service side, not applied "
             "here): in `ModelLoader._reoptimize` (worker/model_loader.py) keep the model's other levels in "
             "the LRU cache while memory is in the comfortable band instead of evicting them on every "
             "re-optimisation; the cache cap (MAX_MODEL_CACHE_MB) and `_make_room` already evict idle "
@@ -336,10 +353,12 @@ def switch_note(sw: dict[str, Any], lv: dict[str, Any] | None) -> str:
 
 def decode_note(bw: dict[str, Any]) -> str:
     """The decode-ceiling finding."""
-    x, b = bw["levels"]["int4"], bw["bandwidth"]
+    x, b, f16 = bw["levels"]["int4"], bw["bandwidth"], bw["levels"]["fp16"]
     text = (
         f"- **Decode vs the bandwidth ceiling.** int4 decode moves {x['achieved_gb_s']:.1f} GB/s of the "
-        f"{bw['ceiling_bandwidth_gb_s']:.1f} GB/s two threads can read ({x['achieved_over_ceiling']:.0%}). "
+        f"{bw['ceiling_bandwidth_gb_s']:.1f} GB/s two threads can read ({x['achieved_over_ceiling']:.0%}), while "
+        f"fp16, whose F16 weights need no dequantizing, moves {f16['achieved_gb_s']:.1f} GB/s "
+        f"({f16['achieved_over_ceiling']:.0%}): memory can deliver more than the quantized kernels consume. "
     )
     if "thread_check" in bw:
         t = bw["thread_check"]
@@ -383,7 +402,8 @@ def burst_note(sv: dict[str, Any], lv: dict[str, Any] | None) -> str:
         text += (
             f" Decode alone runs {decode} tok/s (fp16 / int8 / int4 / int2, bench.levels): on this model int8, "
             "int4 and int2 read almost the same bytes (the Q8_0 embedding dominates) and decode is compute-bound, "
-            f"so int2 buys no speed over int4 and costs much agreement (ROUGE-L {r4:.2f} vs {r2:.2f}). "
+            f"so int2 buys little decode speed over int4, is slower per job (longer outputs), and costs much "
+            f"agreement (ROUGE-L {r4:.2f} vs {r2:.2f}). "
             "Recommendation: let the decision skip a level that is not measurably faster per job than the one "
             "above it for the model at hand (the levels and serving benchmarks give the numbers), so a burst on "
             "this model runs at int4, not int2."
@@ -446,9 +466,10 @@ def write_doc(results: dict[str, Any]) -> str:
         "## Commands",
         "",
         "```bash",
-        "make bench                          # levels, bandwidth, overhead, serving (about 20 minutes)",
+        "make bench                          # every benchmark below, then this file (about 20 minutes)",
         *[f".venv/bin/python -m bench.{n:<27}# bench/results/{n}.json" for n in BENCHMARKS],
-        ".venv/bin/python -m bench.report    # this file (runs the benchmarks that have no results; --run: all)",
+        ".venv/bin/python -m bench.report    # this file from the JSON (runs any benchmark without results;",
+        "                                    # --run: all; --wait-quiet N / --wait-idle N: wait for a quiet machine)",
         "```",
         "",
         "## Machine",
