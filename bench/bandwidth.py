@@ -21,7 +21,6 @@ Writes bench/results/bandwidth.json.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import mmap
 import sys
@@ -38,6 +37,7 @@ from bench.common import (
     THREADS,
     VARIANTS,
     Recorder,
+    bench_parser,
     ensure_variants,
     read_result,
     table,
@@ -178,16 +178,9 @@ def decode_rates(threads: int, levels: tuple[str, ...], runs: int = 3) -> dict[s
 
 def main(argv: list[str] | None = None) -> int:
     """Measure bandwidth, compute the ceilings and print achieved / ceiling."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--gib", type=float, default=1.0, help="array size in GiB (default 1)")
     parser.add_argument("--no-thread-check", action="store_true", help="skip the 1- vs 2-thread decode at int4")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, help="wait up to N s for load average < 1")
-    parser.add_argument(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        help="before each measurement, wait up to N s for other processes to leave the CPU idle (< 25%% busy)",
-    )
     args = parser.parse_args(argv)
     wait_for_quiet(1.0, args.wait_quiet)
     rec = Recorder("bandwidth", argv if argv is not None else sys.argv[1:])

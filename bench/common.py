@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import json
@@ -34,6 +35,19 @@ QUALITY_MAX_TOKENS = 96
 """New tokens per simplification in the quality runs and the serving runs (the service default is 160)."""
 LEVEL_ORDER = ("fp16", "int8", "int4", "int2")
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def bench_parser(description: str | None) -> argparse.ArgumentParser:
+    """An argument parser with the options every benchmark shares: waiting for a quiet machine."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--wait-quiet", type=float, default=0.0, help="wait up to N s for load average < 1")
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        help="before each measurement, wait up to N s for other processes to leave the CPU idle (< 25%% busy)",
+    )
+    return parser
 
 
 def loadavg() -> list[float]:

@@ -32,6 +32,7 @@ from bench.common import (
     THREADS,
     VARIANTS,
     Recorder,
+    bench_parser,
     bundled_source,
     captured_stderr,
     drop_page_cache,
@@ -482,21 +483,14 @@ def measure_hf(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the levels benchmark and print its tables."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="6 paragraphs, 2 speed runs (development)")
     parser.add_argument("--no-hf", action="store_true", help="skip the transformers backend")
     parser.add_argument("--hf-paragraphs", type=int, default=6, help="transformers: at most N paragraphs (6)")
     parser.add_argument("--hf-budget", type=float, default=60.0, help="transformers: seconds per level after load")
     parser.add_argument("--runs", type=int, default=SPEED_RUNS)
-    parser.add_argument("--wait-quiet", type=float, default=0.0, help="wait up to N s for load average < 1")
     parser.add_argument("--load-probe", metavar="LEVEL", help=argparse.SUPPRESS)
     parser.add_argument("--hf-probe", metavar="LEVEL", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        help="before each measurement, wait up to N s for other processes to leave the CPU idle (< 25%% busy)",
-    )
     args = parser.parse_args(argv)
     if args.load_probe:
         print(json.dumps(load_probe(args.load_probe)))

@@ -21,7 +21,6 @@ Writes bench/results/overhead.json.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import time
@@ -35,6 +34,7 @@ from bench.common import (
     THREADS,
     CpuMeter,
     Recorder,
+    bench_parser,
     ensure_variants,
     median,
     percentile,
@@ -213,18 +213,11 @@ def closed_loop(svc: Service, clients: int, seconds: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the overhead benchmark and print its tables."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--levels", default=",".join(DEFAULT_LEVELS), help="levels to compare (default int4,fp16)")
     parser.add_argument("--jobs", type=int, default=12, help="paragraphs per level (default 12)")
     parser.add_argument("--rate", type=float, default=100.0, help="open-loop requests per second (default 100)")
     parser.add_argument("--seconds", type=float, default=10.0, help="open-loop duration (default 10)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, help="wait up to N s for load average < 1")
-    parser.add_argument(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        help="before each measurement, wait up to N s for other processes to leave the CPU idle (< 25%% busy)",
-    )
     args = parser.parse_args(argv)
     levels = [x.strip() for x in args.levels.split(",") if x.strip()]
     ensure_variants()

@@ -20,7 +20,6 @@ bench/results/serving_dynamic_<run>.png. Writes bench/results/serving.json.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import random
@@ -36,6 +35,7 @@ from bench.common import (
     THREADS,
     CpuMeter,
     Recorder,
+    bench_parser,
     ensure_variants,
     load_reference,
     percentile,
@@ -323,25 +323,13 @@ def results_table(runs: dict[str, dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the serving benchmark, print its tables and plot the dynamic runs."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--burst", type=int, default=40, help="jobs in the burst (default 40)")
     parser.add_argument("--poisson-seconds", type=float, default=60.0, help="arrival window (default 60)")
     parser.add_argument("--rate-factor", type=float, default=1.5, help="Poisson rate / fixed fp16 capacity")
     parser.add_argument("--drain", type=float, default=120.0, help="seconds to wait for the queue after arrivals")
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated subset of the policies")
     parser.add_argument("--no-poisson", action="store_true", help="burst only")
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        help="wait up to N s for load average < 1",
-    )
-    parser.add_argument(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        help="before each measurement, wait up to N s for other processes to leave the CPU idle (< 25%% busy)",
-    )
     args = parser.parse_args(argv)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     ensure_variants()

@@ -13,7 +13,6 @@ Writes bench/results/switch.json.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from bench.common import (
     THREADS,
     VARIANTS,
     Recorder,
+    bench_parser,
     captured_stderr,
     drop_page_cache,
     ensure_variants,
@@ -190,16 +190,9 @@ def summary(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the switch benchmark and print its table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--cold-switches", type=int, default=4, help="switches with the page cache dropped")
     parser.add_argument("--build-reps", type=int, default=2, help="fresh variants dirs to build in")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, help="wait up to N s for load average < 1")
-    parser.add_argument(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        help="before each measurement, wait up to N s for other processes to leave the CPU idle (< 25%% busy)",
-    )
     args = parser.parse_args(argv)
     ensure_variants()
     wait_for_quiet(1.0, args.wait_quiet)
