@@ -236,7 +236,7 @@ def gguf_level(level: str, paragraphs: tuple[Paragraph, ...], runs: int) -> dict
 
 def quality(outputs: list[dict[str, Any]], reference: dict[str, str]) -> dict[str, Any]:
     """ROUGE-L F1 against the reference outputs and the mean Flesch-Kincaid grade of the outputs."""
-    from worker.simplify import readability_grade
+    from worker.quality import readability_grade
 
     scores = [rouge_l_f1(o["text"], reference[o["pid"]]) for o in outputs if o["pid"] in reference]
     grades = [g for g in (readability_grade(o["text"]) for o in outputs) if g is not None]
@@ -251,7 +251,7 @@ def quality(outputs: list[dict[str, Any]], reference: dict[str, str]) -> dict[st
 
 def input_grade(paragraphs: tuple[Paragraph, ...]) -> float:
     """Mean Flesch-Kincaid grade of the input paragraphs."""
-    from worker.simplify import readability_grade
+    from worker.quality import readability_grade
 
     return statistics.fmean(g for g in (readability_grade(p.text) for p in paragraphs) if g is not None)
 

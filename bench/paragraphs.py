@@ -265,3 +265,185 @@ PARAGRAPHS: tuple[Paragraph, ...] = (
         "used to train them.",
     ),
 )
+
+MORE_PARAGRAPHS: tuple[Paragraph, ...] = (
+    Paragraph(
+        "q01",
+        "Biology",
+        6,
+        "Vaccines prepare the immune system to recognise a pathogen without the person first suffering the "
+        "disease. A vaccine contains a weakened or inactivated form of the microbe, or merely a fragment of one of "
+        "its proteins, which the body identifies as foreign. White blood cells respond by manufacturing antibodies "
+        "and by retaining memory cells, so that a subsequent encounter with the genuine pathogen provokes a rapid "
+        "and decisive defence.",
+    ),
+    Paragraph(
+        "q02",
+        "Mathematics",
+        5,
+        "A prime number is a whole number greater than one whose only divisors are one and the number itself. "
+        "Consequently, two, three, five and seven are prime, whereas nine is not, because it can be divided evenly "
+        "by three. Every whole number larger than one can be expressed as a product of primes in exactly one way, "
+        "a result that mathematicians regard as the fundamental theorem of arithmetic.",
+    ),
+    Paragraph(
+        "q03",
+        "Literature",
+        7,
+        "A metaphor is a figure of speech that describes one thing by asserting that it is another, without using "
+        "comparative words such as 'like' or 'as'. When a poet writes that time is a thief, the reader understands "
+        "that time quietly steals moments from our lives. Writers employ metaphors to make abstract ideas concrete "
+        "and to evoke emotions that literal descriptions frequently fail to convey.",
+    ),
+    Paragraph(
+        "q04",
+        "Earth Science",
+        8,
+        "The nitrogen cycle is the sequence of processes by which nitrogen circulates between the atmosphere, the "
+        "soil and living organisms. Although nitrogen gas constitutes roughly 78 percent of the air, most organisms "
+        "cannot utilise it directly. Specialised bacteria in the soil and in the root nodules of legumes convert it "
+        "into ammonia and nitrates, which plants absorb; other bacteria eventually return the nitrogen to the "
+        "atmosphere through denitrification.",
+    ),
+    Paragraph(
+        "q05",
+        "Physics",
+        4,
+        "Sound is a vibration that travels through a medium such as air, water or a solid material. When a guitar "
+        "string is plucked, it oscillates rapidly and pushes neighbouring air particles, which in turn push the "
+        "particles beside them, transmitting a wave to the listener's ear. Sound cannot propagate through the "
+        "vacuum of space, because there are no particles there to carry the vibration.",
+    ),
+    Paragraph(
+        "q06",
+        "History",
+        9,
+        "The printing press devised by Johannes Gutenberg around 1440 combined movable metal type, oil-based ink and "
+        "a modified wine press into a system capable of producing books with unprecedented speed. Within fifty "
+        "years, presses operated in more than two hundred European cities, and millions of volumes had been "
+        "printed. The resulting circulation of texts accelerated the Reformation, standardised vernacular "
+        "languages and laid foundations for the Scientific Revolution.",
+    ),
+    Paragraph(
+        "q07",
+        "Economics",
+        10,
+        "Inflation denotes a sustained increase in the general price level of goods and services within an "
+        "economy, which correspondingly erodes the purchasing power of money. Moderate inflation is commonly "
+        "regarded as compatible with economic growth, and many central banks target an annual rate of about two "
+        "percent. Hyperinflation, by contrast, can devastate savings and destabilise governments, as Germany "
+        "experienced in 1923 when prices doubled within days.",
+    ),
+    Paragraph(
+        "q08",
+        "Chemistry",
+        6,
+        "Water is a compound composed of two hydrogen atoms covalently bonded to a single oxygen atom. Because the "
+        "oxygen atom attracts the shared electrons more strongly, the molecule carries a slight negative charge at "
+        "one end and a slight positive charge at the other. This polarity explains why water dissolves so many "
+        "substances and why its molecules cling together, producing surface tension.",
+    ),
+    Paragraph(
+        "q09",
+        "Astronomy",
+        3,
+        "The Moon is Earth's only natural satellite, orbiting our planet at an average distance of approximately "
+        "384,000 kilometres. It does not produce light of its own; instead, it reflects sunlight, and its apparent "
+        "shape changes over a cycle of about twenty-nine days as different portions of its illuminated surface "
+        "become visible from Earth. These changing shapes are called phases.",
+    ),
+    Paragraph(
+        "q10",
+        "Civics",
+        9,
+        "The separation of powers divides governmental authority among distinct branches so that no single "
+        "institution can accumulate unchecked control. In the United States, Congress enacts legislation, the "
+        "President executes it, and the federal courts interpret it. Each branch possesses mechanisms to restrain "
+        "the others: the President may veto bills, Congress may override a veto with a two-thirds majority, and "
+        "courts may invalidate unconstitutional laws.",
+    ),
+    Paragraph(
+        "q11",
+        "Health",
+        5,
+        "Sleep is an active biological state during which the body repairs tissues and the brain consolidates "
+        "memories formed during the day. Children between six and twelve years old generally require nine to "
+        "twelve hours of sleep each night. Persistent sleep deprivation impairs concentration, weakens the immune "
+        "response and increases the likelihood of accidents, so establishing a regular bedtime is strongly "
+        "recommended.",
+    ),
+    Paragraph(
+        "q12",
+        "Art",
+        7,
+        "Perspective is a drawing technique that creates the illusion of depth on a flat surface. Renaissance "
+        "artists such as Filippo Brunelleschi formalised linear perspective in the fifteenth century by making "
+        "parallel lines converge towards a single vanishing point on the horizon. Objects positioned farther from "
+        "the viewer are depicted progressively smaller, which persuades the eye that the painted scene extends "
+        "into the distance.",
+    ),
+    Paragraph(
+        "q13",
+        "Computing",
+        8,
+        "An algorithm is a finite sequence of unambiguous instructions for solving a problem or accomplishing a "
+        "task. A recipe for baking bread is an informal algorithm, whereas a computer program expresses algorithms "
+        "in a precise language that a machine can execute. Computer scientists compare algorithms by analysing how "
+        "their running time and memory consumption grow as the quantity of input data increases.",
+    ),
+    Paragraph(
+        "q14",
+        "Geography",
+        4,
+        "The Nile is among the longest rivers in the world, flowing northward for about 6,650 kilometres through "
+        "eleven African countries before emptying into the Mediterranean Sea. For thousands of years, its annual "
+        "floods deposited fertile silt along its banks, enabling ancient Egyptian farmers to cultivate wheat and "
+        "barley in an otherwise arid desert landscape.",
+    ),
+    Paragraph(
+        "q15",
+        "Psychology",
+        10,
+        "Confirmation bias is the tendency to seek out, interpret and remember information in a manner that "
+        "corroborates one's existing beliefs while disregarding contradictory evidence. Experiments conducted by "
+        "Peter Wason in the 1960s demonstrated that participants testing a hypothesis overwhelmingly searched for "
+        "confirming instances rather than attempting to falsify it. The bias influences judgements in domains "
+        "ranging from medicine to jurisprudence.",
+    ),
+    Paragraph(
+        "q16",
+        "Ecology",
+        3,
+        "A food chain shows how energy passes from one living thing to another when organisms are eaten. Grass "
+        "captures energy from sunlight, a rabbit consumes the grass, and a fox subsequently consumes the rabbit. "
+        "Only a small fraction of the energy at each level is transferred to the next, which explains why there "
+        "are far fewer foxes than rabbits in a healthy meadow.",
+    ),
+    Paragraph(
+        "q17",
+        "Engineering",
+        9,
+        "Suspension bridges carry their decks on vertical cables hung from two massive main cables, which are "
+        "draped over tall towers and anchored firmly at each end. This arrangement transfers the load into tension "
+        "in the cables and compression in the towers, permitting spans exceeding one kilometre. The Golden Gate "
+        "Bridge, opened in 1937, held the record for the longest main span for almost three decades.",
+    ),
+    Paragraph(
+        "q18",
+        "Music",
+        6,
+        "An orchestra groups its instruments into four families: strings, woodwinds, brass and percussion. The "
+        "string section, which includes violins, violas, cellos and double basses, is usually the largest and "
+        "sits nearest the conductor. Each family produces sound differently, whether through vibrating strings, "
+        "columns of air or struck surfaces, and composers blend these timbres to create contrasting moods.",
+    ),
+)
+"""Further paragraphs for the quality checks (targets 3-10), written for this project like the first set."""
+
+ALL_PARAGRAPHS: tuple[Paragraph, ...] = PARAGRAPHS + MORE_PARAGRAPHS
+"""Every paragraph of the benchmark set, in a fixed order."""
+
+
+def paragraph(pid: str) -> Paragraph:
+    """The benchmark paragraph with this id."""
+    return next(p for p in ALL_PARAGRAPHS if p.pid == pid)

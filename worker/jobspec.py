@@ -21,6 +21,7 @@ FIELDS: tuple[str, ...] = (
     "model",
     "priority",
     "max_tokens",
+    "quality_check",
 )
 DEFAULT_PRIORITY = 5
 MIN_GRADE, MAX_GRADE = 1, 12
@@ -59,6 +60,7 @@ class JobSpec:
     model: str = "gemma-3-270m"
     priority: int = DEFAULT_PRIORITY
     max_tokens: int = 160
+    quality_check: bool = True
 
     @property
     def request(self) -> Request:
@@ -88,6 +90,13 @@ def _choice(payload: Mapping[str, Any], field: str, allowed: Iterable[str], defa
         return None
     if not isinstance(value, str) or value not in allowed:
         raise InputError(field, f"must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _boolean(payload: Mapping[str, Any], field: str, default: bool) -> bool:
+    value = payload.get(field, default)
+    if not isinstance(value, bool):
+        raise InputError(field, f"must be true or false, got {value!r}")
     return value
 
 
@@ -141,4 +150,5 @@ def parse_job(
         model=_model(merged, known_models),
         priority=_integer(merged, "priority", 0, 9, DEFAULT_PRIORITY),
         max_tokens=_integer(merged, "max_tokens", 1, max_tokens_limit(), default_max_tokens()),
+        quality_check=_boolean(merged, "quality_check", True),
     )

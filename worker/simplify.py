@@ -1,19 +1,28 @@
-"""simplify_text: a few-shot prompt run on the model the loader picks, with its cost and readability.
+"""simplify_text: each paragraph of a text run on the model the loader picks, checked, and retried when it fails.
 
-The bundled Gemma 3 270M is a base model, so the prompt shows two worked examples (lines Grade:,
-Subject:, Text:, Simple:) and generation stops at the end of the answer line.
+The bundled Gemma 3 270M is a base model, so its prompt shows two worked examples (lines Grade:,
+Subject:, Text:, Simple:) and generation stops at the end of the answer line. A model whose file carries
+a chat template (an instruct model) gets the same instruction and examples as chat turns instead.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from worker import gate, quality
+from worker.document import Part, join_document, split_document
+from worker.gate import Draft, Drafter, GateResult, gate_settings
 from worker.jobspec import parse_job
 from worker.policy import Request
+from worker.settings import env_int
 
 if TYPE_CHECKING:
+    from worker.backends.base import Generation, LoadedModel, Message, Sampling
     from worker.model_loader import ModelLoader
 
 HEADER = (
@@ -38,9 +47,18 @@ EXAMPLES: tuple[tuple[int, str, str, str], ...] = (
         "a lot of money and give away land.",
     ),
 )
-STOP: tuple[str, ...] = ("\n\n", "\nGrade:", "\nSubject:", "\nText:", "\nSimple:")
+STOP: tuple[str, ...] = ("\n\n", "Grade:", "Subject:", "Text:", "Simple:", "Complex:")
+"""Where a few-shot completion ends: a blank line, or the model starting another prompt field of its own."""
+CHAT_INSTRUCTION = (
+    "You rewrite a hard text in short sentences and easy words that a student in the given grade can read. "
+    "Keep the meaning and the facts; add nothing that is not in the text. Reply with the rewritten text only."
+)
+FIELD_LABELS = (
+    "Grade|Subject|Text|Simple|Complex|Hard|Easy|Original|Simplified|Rewritten|Input|Output|Answer|Example|Question"
+)
+PROMPT_FIELD = re.compile(rf"\b(?:{FIELD_LABELS})(?: (?:text|version|sentence))?\s*:|\n\s*[A-Z][a-z]{{1,15}}:\s")
+"""A prompt-like field the model made up after its answer ("Complex: ..."): the answer ends there."""
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 
 def one_line(text: str) -> str:
@@ -57,11 +75,35 @@ def build_prompt(text: str, grade_level: int, subject: str) -> str:
     return "\n".join(blocks)
 
 
+def build_messages(text: str, grade_level: int, subject: str) -> list[Message]:
+    """The chat form of the prompt: the instruction, each worked example as a user/assistant pair, then the text."""
+
+    def request(grade: int, subj: str, hard: str) -> str:
+        return f"Grade: {grade}\nSubject: {one_line(subj)}\nText: {one_line(hard)}"
+
+    messages: list[Message] = [{"role": "system", "content": CHAT_INSTRUCTION}]
+    for grade, subj, hard, simple in EXAMPLES:
+        messages += [{"role": "user", "content": request(grade, subj, hard)}, {"role": "assistant", "content": simple}]
+    messages.append({"role": "user", "content": request(grade_level, subject, text)})
+    return messages
+
+
+def cut_prompt_fields(raw: str) -> str:
+    """The answer without a leading field label and without anything from the first made-up prompt field on."""
+    text = raw.strip()
+    lead = PROMPT_FIELD.match(text)
+    if lead is not None:
+        text = text[lead.end() :].strip()
+    field = PROMPT_FIELD.search(text)
+    return text[: field.start()] if field is not None else text
+
+
 def clean_output(raw: str, finish_reason: str) -> str:
-    """Tidy a completion: one paragraph, repeated sentences dropped, a sentence cut off by the token limit removed."""
+    """Tidy a completion: made-up prompt fields cut, one paragraph, repeated sentences dropped, and a sentence
+    cut off by the token limit removed."""
     sentences: list[str] = []
     seen: set[str] = set()
-    for sentence in SENTENCE_END.split(one_line(raw)):
+    for sentence in SENTENCE_END.split(one_line(cut_prompt_fields(raw))):
         key = sentence.lower().strip(" .!?")
         if sentence and key not in seen:
             seen.add(key)
@@ -71,40 +113,65 @@ def clean_output(raw: str, finish_reason: str) -> str:
     return " ".join(sentences).strip()
 
 
-def cmudict_available() -> bool:
-    """Whether NLTK's CMU dictionary is on disk (textstat would otherwise try to download it)."""
-    import nltk
+def generate_once(
+    model: LoadedModel,
+    text: str,
+    grade_level: int,
+    subject: str,
+    max_tokens: int,
+    should_stop: Callable[[], bool] | None = None,
+    sampling: Sampling | None = None,
+) -> tuple[str, Generation]:
+    """One simplification of one paragraph: chat turns for a model with a chat template, else the few-shot prompt."""
+    if model.chat_template is not None:
+        generation = model.chat(build_messages(text, grade_level, subject), max_tokens, (), should_stop, sampling)
+    else:
+        generation = model.generate(build_prompt(text, grade_level, subject), max_tokens, STOP, should_stop, sampling)
+    return clean_output(generation.text, generation.finish_reason), generation
 
-    try:
-        nltk.data.find("corpora/cmudict")
-    except LookupError:
-        return False
-    return True
 
+def part_max_chars() -> int:
+    """Longest piece of a paragraph simplified in one prompt, from DYNAQUANT_PART_MAX_CHARS (default 700).
 
-def readability_grade(text: str) -> float | None:
-    """Flesch-Kincaid grade of a text (None for an empty one), by textstat.
-
-    textstat counts syllables with the CMU dictionary, which NLTK fetches from the network on first use.
-    Where it is not installed (an offline worker), the same formula runs on textstat's word and sentence
-    counts with Pyphen syllables, which is what textstat itself uses for words missing from the dictionary.
+    About 160 tokens of English: a longer paragraph is cut at sentence boundaries, so each piece's rewrite
+    fits the default max_tokens and the prompt stays far inside the context window.
     """
-    if not text.strip():
-        return None
-    import textstat
+    return env_int("DYNAQUANT_PART_MAX_CHARS", 700, minimum=80)
 
-    if cmudict_available():
-        return round(float(textstat.flesch_kincaid_grade(text)), 2)
-    import pyphen
 
-    words = WORD.findall(text.lower())
-    sentences = max(int(textstat.sentence_count(text)), 1)
-    if not words:
-        return 0.0
-    hyphenator = pyphen.Pyphen(lang="en_US")
-    syllables = sum(len(hyphenator.positions(word)) + 1 for word in words)
-    grade = 0.39 * len(words) / sentences + 11.8 * syllables / len(words) - 15.59
-    return round(grade, 2)
+def make_drafter(
+    loader: ModelLoader,
+    model: str | None,
+    grade_level: int,
+    subject: str,
+    max_tokens: int,
+    should_stop: Callable[[], bool] | None = None,
+) -> Drafter:
+    """A drafter for the gate: each call holds the model at the level the loader picks for its request."""
+
+    def draft(text: str, request: Request, sampling: Sampling | None) -> Draft:
+        started = time.perf_counter()
+        with loader.acquire(model, request) as lease:
+            output, generation = generate_once(
+                lease.model, text, grade_level, subject, max_tokens, should_stop, sampling
+            )
+        decision = lease.decision
+        return Draft(
+            text=output,
+            level=lease.level,
+            seconds=time.perf_counter() - started,
+            generation=generation,
+            model=lease.model.name,
+            backend=lease.model.backend,
+            band=decision.band,
+            load_seconds=lease.load_seconds,
+            cache_hit=lease.cache_hit,
+            reoptimized=lease.reoptimization,
+            memory_used=decision.memory_used,
+            load=decision.load,
+        )
+
+    return draft
 
 
 def simplify_text(
@@ -116,31 +183,82 @@ def simplify_text(
     model: str | None = None,
     max_tokens: int | None = None,
     should_stop: Callable[[], bool] | None = None,
+    quality_check: bool = True,
 ) -> dict[str, Any]:
-    """Simplify `text` for a grade on the model and level the loader picks; a JSON-able result."""
+    """Simplify `text` for a grade, paragraph by paragraph, each checked and (gate on) retried; a JSON-able result.
+
+    The gate runs unless the job (quality_check=False) or DYNAQUANT_QUALITY_GATE=0 switches it off; every
+    result carries its quality report either way.
+    """
     job = parse_job({"text": text, "grade_level": grade_level, "subject": subject, "max_tokens": max_tokens})
     grade, subj, tokens = job.grade_level, one_line(job.subject), job.max_tokens
-    prompt = build_prompt(job.text, grade, subj)
-    with loader.acquire(model, request or Request()) as lease:
-        generation = lease.model.generate(prompt, tokens, STOP, should_stop)
-    output = clean_output(generation.text, generation.finish_reason)
-    decision = lease.decision
-    return {
+    request = request or Request()
+    settings = gate_settings()
+    if not quality_check:
+        settings = replace(settings, enabled=False)
+    levels = loader.supported_levels(loader.registry.get(model))
+    drafter = make_drafter(loader, model, grade, subj, tokens, should_stop)
+    parts = split_document(job.text, part_max_chars())
+    results = [gate.run(part.text, grade, drafter, request, settings, levels) for part in parts]
+    return assemble(job.text, grade, subj, parts, results)
+
+
+def assemble(source: str, grade: int, subject: str, parts: list[Part], results: list[GateResult]) -> dict[str, Any]:
+    """The job's result: the joined text, its quality report, every attempt, and per paragraph for documents."""
+    output = join_document(parts, [r.draft.text for r in results])
+    paragraphs = paragraph_results(parts, results, grade)
+    report = quality.combine(quality.check(source, output, grade), [p["report"] for p in paragraphs])
+    first = results[0].draft
+    drafts = [d for r in results for d in r.drafts]
+    seconds = sum(d.generation.seconds for d in drafts)
+    tokens_out = sum(d.generation.tokens_out for d in drafts)
+    attempts = [
+        {**attempt, "paragraph": part.paragraph + 1} if len(paragraphs) > 1 else attempt
+        for part, r in zip(parts, results, strict=True)
+        for attempt in r.attempts
+    ]
+    body: dict[str, Any] = {
         "text": output,
-        "level": lease.level,
-        "model": lease.model.name,
-        "backend": lease.model.backend,
-        "tokens_in": generation.tokens_in,
-        "tokens_out": generation.tokens_out,
-        "generation_seconds": round(generation.seconds, 4),
-        "load_seconds": round(lease.load_seconds, 4),
-        "tokens_per_second": round(generation.tokens_per_second, 2),
-        "finish_reason": generation.finish_reason,
-        "readability_grade": readability_grade(output),
+        "level": Counter(r.draft.level for r in results).most_common(1)[0][0],
+        "model": first.model,
+        "backend": first.backend,
+        "tokens_in": sum(d.generation.tokens_in for d in drafts),
+        "tokens_out": tokens_out,
+        "generation_seconds": round(seconds, 4),
+        "load_seconds": round(sum(d.load_seconds for d in drafts), 4),
+        "tokens_per_second": round(tokens_out / seconds, 2) if seconds > 0 else 0.0,
+        "finish_reason": results[0].draft.generation.finish_reason,
+        "readability_grade": report.grade,
         "grade_level": grade,
-        "subject": subj,
-        "memory_used": round(decision.memory_used, 4),
-        "load": decision.load,
-        "cache_hit": lease.cache_hit,
-        "reoptimized": lease.reoptimization,
+        "subject": subject,
+        "memory_used": round(first.memory_used, 4),
+        "load": first.load,
+        "cache_hit": first.cache_hit,
+        "reoptimized": next((d.reoptimized for d in drafts if d.reoptimized), None),
+        "quality": report.model_dump(mode="json"),
+        "attempts": attempts,
     }
+    if len(paragraphs) > 1:
+        body["paragraphs"] = [
+            {
+                "index": p["index"],
+                "text": p["text"],
+                "level": p["level"],
+                "quality": p["report"].model_dump(mode="json"),
+            }
+            for p in paragraphs
+        ]
+    return body
+
+
+def paragraph_results(parts: list[Part], results: list[GateResult], grade: int) -> list[dict[str, Any]]:
+    """Each paragraph's text, level and report (its parts' reports combined when it was cut into parts)."""
+    out: list[dict[str, Any]] = []
+    for index in sorted({part.paragraph for part in parts}):
+        mine = [(part, r) for part, r in zip(parts, results, strict=True) if part.paragraph == index]
+        source = " ".join(part.text for part, _ in mine)
+        text = " ".join(r.draft.text for _, r in mine)
+        reports = [r.report for _, r in mine]
+        report = reports[0] if len(mine) == 1 else quality.combine(quality.check(source, text, grade), reports)
+        out.append({"index": index + 1, "text": text, "level": mine[0][1].draft.level, "report": report})
+    return out

@@ -132,6 +132,7 @@ def execute(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], attemp
             model=spec.model,
             max_tokens=spec.max_tokens,
             should_stop=watch,
+            quality_check=spec.quality_check,
         )
         result["attempt"] = attempt
         if persist(f"store job {job_id}", lambda: store.succeed(job_id, result)) and result.get("reoptimized"):

@@ -10,6 +10,16 @@ if TYPE_CHECKING:
     from worker.registry import ModelSpec
 
 StopCheck = Callable[[], bool]
+Message = dict[str, str]
+"""One chat turn: {"role": "system" | "user" | "assistant", "content": text}."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Random sampling instead of greedy decoding: a temperature above zero and a seed, so a run can be repeated."""
+
+    temperature: float
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -37,10 +47,31 @@ class LoadedModel(Protocol):
     size_bytes: int
     backend: str
 
+    @property
+    def chat_template(self) -> str | None:
+        """The model's own chat template (an instruct model), or None for a base model."""
+        ...
+
     def generate(
-        self, prompt: str, max_tokens: int, stop: Sequence[str], should_stop: StopCheck | None = None
+        self,
+        prompt: str,
+        max_tokens: int,
+        stop: Sequence[str],
+        should_stop: StopCheck | None = None,
+        sampling: Sampling | None = None,
     ) -> Generation:
-        """Greedy completion of `prompt`; raises JobCancelled as soon as should_stop() turns true."""
+        """Completion of `prompt` (greedy unless sampling); raises JobCancelled as soon as should_stop() turns true."""
+        ...
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        stop: Sequence[str],
+        should_stop: StopCheck | None = None,
+        sampling: Sampling | None = None,
+    ) -> Generation:
+        """The assistant's next turn after `messages`, through the model's chat template."""
         ...
 
     def close(self) -> None:

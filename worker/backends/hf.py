@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.backends.base import Generation, StopCheck, cut_at_stop
+from worker.backends.base import Generation, Message, Sampling, StopCheck, cut_at_stop
 from worker.errors import JobCancelled, ModelLoadError
 from worker.policy import RUNTIME_OVERHEAD_FRACTION, check_level
 from worker.probes import installed
@@ -124,10 +124,33 @@ class TransformersModel:
         """The model's tokenizer."""
         return self._tokenizer
 
-    def generate(
-        self, prompt: str, max_tokens: int, stop: Sequence[str], should_stop: StopCheck | None = None
+    @property
+    def chat_template(self) -> str | None:
+        """The tokenizer's chat template (instruct checkpoints carry one), or None."""
+        template = getattr(self._tokenizer, "chat_template", None)
+        return template if isinstance(template, str) and template.strip() else None
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        stop: Sequence[str],
+        should_stop: StopCheck | None = None,
+        sampling: Sampling | None = None,
     ) -> Generation:
-        """Greedy completion, checking stop sequences and cancellation after every token."""
+        """The assistant's turn: the tokenizer's chat template renders the prompt, then a plain completion."""
+        prompt = self._tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        return self.generate(str(prompt), max_tokens, stop, should_stop, sampling)
+
+    def generate(
+        self,
+        prompt: str,
+        max_tokens: int,
+        stop: Sequence[str],
+        should_stop: StopCheck | None = None,
+        sampling: Sampling | None = None,
+    ) -> Generation:
+        """Completion (greedy unless sampling), checking stop sequences and cancellation after every token."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -149,11 +172,15 @@ class TransformersModel:
                 return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
         started = time.perf_counter()
+        decoding: dict[str, Any] = {"do_sample": False}
+        if sampling is not None:
+            torch.manual_seed(sampling.seed)
+            decoding = {"do_sample": True, "temperature": sampling.temperature}
         with self._lock, torch.inference_mode():
             output = self._model.generate(
                 **inputs,
                 max_new_tokens=max_tokens,
-                do_sample=False,
+                **decoding,
                 stopping_criteria=StoppingCriteriaList([Stopper()]),
                 pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
             )

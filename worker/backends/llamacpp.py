@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.backends.base import Generation, StopCheck
+from worker.backends.base import Generation, Message, Sampling, StopCheck
 from worker.errors import InputError, JobCancelled, ModelLoadError
 from worker.policy import BITS_PER_WEIGHT, GGUF_TYPES, LEVELS, RUNTIME_OVERHEAD_FRACTION, check_level
 from worker.settings import env_int
@@ -45,6 +45,31 @@ def kv_bytes_per_token(path: Path) -> int:
     return 2 * layers * kv_heads * (k_len + v_len)
 
 
+def _sampling_args(sampling: Sampling | None) -> dict[str, Any]:
+    """llama.cpp's arguments for greedy decoding or for seeded sampling."""
+    if sampling is None:
+        return {"temperature": 0.0}
+    return {"temperature": sampling.temperature, "seed": sampling.seed}
+
+
+class _Watch:
+    """Polls should_stop() once per token: as a stopping criterion (completions) or a logits processor (chat)."""
+
+    def __init__(self, should_stop: StopCheck | None) -> None:
+        self.should_stop = should_stop
+        self.cancelled = False
+
+    def criterion(self, _ids: Any, _logits: Any) -> bool:
+        if not self.cancelled and self.should_stop is not None:
+            self.cancelled = bool(self.should_stop())
+        return self.cancelled
+
+    def processor(self, _ids: Any, logits: Any) -> Any:
+        if self.criterion(_ids, logits):
+            raise JobCancelled("the job was cancelled during generation")  # chat completion takes no criterion
+        return logits
+
+
 class LlamaCppModel:
     """A GGUF variant loaded by llama.cpp (memory-mapped)."""
 
@@ -63,45 +88,84 @@ class LlamaCppModel:
         """The context window the model was loaded with."""
         return int(self._llm.n_ctx())
 
-    def generate(
-        self, prompt: str, max_tokens: int, stop: Sequence[str], should_stop: StopCheck | None = None
-    ) -> Generation:
-        """Greedy completion; a stopping criterion checks should_stop() after every token."""
+    @property
+    def chat_template(self) -> str | None:
+        """The GGUF's `tokenizer.chat_template` (instruct models carry one), or None."""
         if self._llm is None:
-            raise RuntimeError(f"model {self.name} at {self.level} was closed")
-        cancelled = False
+            return None
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        return template if isinstance(template, str) and template.strip() else None
 
-        def check(_ids: Any, _logits: Any) -> bool:
-            nonlocal cancelled
-            if not cancelled and should_stop is not None:
-                cancelled = bool(should_stop())
-            return cancelled
-
+    def generate(
+        self,
+        prompt: str,
+        max_tokens: int,
+        stop: Sequence[str],
+        should_stop: StopCheck | None = None,
+        sampling: Sampling | None = None,
+    ) -> Generation:
+        """Completion (greedy unless sampling); a stopping criterion checks should_stop() after every token."""
         import llama_cpp
 
+        watch = _Watch(should_stop)
+        return self._run(
+            lambda llm: llm.create_completion(
+                prompt,
+                max_tokens=max_tokens,
+                stop=list(stop),
+                stopping_criteria=llama_cpp.StoppingCriteriaList([watch.criterion]),
+                **_sampling_args(sampling),
+            ),
+            watch,
+        )
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        stop: Sequence[str],
+        should_stop: StopCheck | None = None,
+        sampling: Sampling | None = None,
+    ) -> Generation:
+        """The assistant's turn through llama.cpp's chat completion, which applies the GGUF's own template."""
+        import llama_cpp
+
+        watch = _Watch(should_stop)
+        return self._run(
+            lambda llm: llm.create_chat_completion(
+                list(messages),
+                max_tokens=max_tokens,
+                stop=list(stop),
+                logits_processor=llama_cpp.LogitsProcessorList([watch.processor]),
+                **_sampling_args(sampling),
+            ),
+            watch,
+        )
+
+    def _run(self, call: Callable[[Any], Any], watch: _Watch) -> Generation:
+        """One llama.cpp call under the model's lock, timed, with cancellation and context errors translated."""
+        if self._llm is None:
+            raise RuntimeError(f"model {self.name} at {self.level} was closed")
         started = time.perf_counter()
         with self._lock:
             try:
-                result = self._llm.create_completion(
-                    prompt,
-                    max_tokens=max_tokens,
-                    temperature=0.0,
-                    stop=list(stop),
-                    stopping_criteria=llama_cpp.StoppingCriteriaList([check]),
-                )
+                result = call(self._llm)
             except ValueError as exc:
                 if "context window" in str(exc):
                     raise InputError(
                         "text", f"prompt and max_tokens do not fit the model's {self.n_ctx}-token context: {exc}"
                     ) from exc
                 raise
+            except JobCancelled:
+                watch.cancelled = True
         seconds = time.perf_counter() - started
-        if cancelled:
+        if watch.cancelled:
             raise JobCancelled("the job was cancelled during generation")
         choice = result["choices"][0]
         usage = result["usage"]
+        text = choice["message"]["content"] if "message" in choice else choice["text"]
         return Generation(
-            choice["text"],
+            text or "",
             int(usage["prompt_tokens"]),
             int(usage["completion_tokens"]),
             seconds,
