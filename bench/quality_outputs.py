@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__doc__)
     parser.add_argument("--out", type=Path, default=OUTPUTS_FILE)
     parser.add_argument("--levels", nargs="*", default=list(LEVEL_ORDER))
+    parser.add_argument("--threads", type=int, default=THREADS, help="llama.cpp threads (1 on a crowded machine)")
     args = parser.parse_args(argv)
     from worker.backends.llamacpp import LlamaCppBackend
     from worker.jobspec import default_max_tokens
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from worker.simplify import generate_once
 
     spec = ModelSpec(BUNDLED_NAME, BUNDLED_PARAMS_B, bundled_source(), None, bundled=True)
-    backend = LlamaCppBackend(n_threads=THREADS)
+    backend = LlamaCppBackend(n_threads=args.threads)
     done = {(r["pid"], r["level"]) for r in read_rows(args.out)}
     models = {level: backend.load(spec, level) for level in args.levels}
     args.out.parent.mkdir(parents=True, exist_ok=True)

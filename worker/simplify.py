@@ -190,7 +190,10 @@ def simplify_text(
     The gate runs unless the job (quality_check=False) or DYNAQUANT_QUALITY_GATE=0 switches it off; every
     result carries its quality report either way.
     """
-    job = parse_job({"text": text, "grade_level": grade_level, "subject": subject, "max_tokens": max_tokens})
+    fields: dict[str, Any] = {"text": text, "grade_level": grade_level, "subject": subject}
+    if max_tokens is not None:
+        fields["max_tokens"] = max_tokens
+    job = parse_job(fields)
     grade, subj, tokens = job.grade_level, one_line(job.subject), job.max_tokens
     request = request or Request()
     settings = gate_settings()

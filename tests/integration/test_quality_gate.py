@@ -1,0 +1,151 @@
+"""The quality gate on the real bundled model: checked results, retries within the rules, documents, chat models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Readings
+from worker.model_loader import ModelLoader
+from worker.policy import Request
+from worker.registry import ModelSpec, Registry
+from worker.simplify import build_messages, clean_output, generate_once, simplify_text
+
+MODEL = "gemma-3-270m"
+MakeLoader = Callable[..., tuple[ModelLoader, Readings]]
+VACCINES = (
+    "Vaccines prepare the immune system to recognise a pathogen without the person first suffering the disease. "
+    "A vaccine contains a weakened or inactivated form of the microbe, or merely a fragment of one of its proteins, "
+    "which the body identifies as foreign. White blood cells respond by manufacturing antibodies and by retaining "
+    "memory cells, so that a subsequent encounter with the genuine pathogen provokes a rapid and decisive defence."
+)
+DOCUMENT = "\n\n".join(
+    [
+        "The Moon is Earth's only natural satellite. It orbits our planet at an average distance of about "
+        "384,000 kilometres and reflects the light of the Sun.",
+        "Volcanoes form where molten rock from deep inside the Earth reaches the surface. When pressure builds, "
+        "lava, ash and gas can erupt with great force.",
+        "Honeybees live in colonies ruled by a single queen. Worker bees gather nectar from flowers and turn it "
+        "into honey, which feeds the colony through the winter.",
+        "A thermometer measures temperature. In many thermometers a liquid expands when it is heated and rises "
+        "inside a narrow glass tube marked with a scale.",
+    ]
+)
+TOPICS = ("moon", "volcano", "bee", "thermometer")
+
+
+def assert_quality(report: dict[str, object], target: int) -> None:
+    """The report every result carries: grade, target and verdict, with reasons when it needs review."""
+    assert report["target_grade"] == target
+    assert isinstance(report["grade"], float)
+    assert report["verdict"] in ("pass", "needs_review")
+    assert bool(report["reasons"]) == (report["verdict"] == "needs_review")
+
+
+@pytest.mark.model
+def test_forced_int2_draft_that_invents_is_not_passed(make_loader: MakeLoader, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DYNAQUANT_QUALITY_MAX_ATTEMPTS", "3")
+    loader, _ = make_loader()
+    result = simplify_text(loader, VACCINES, 6, "Biology", Request(force_quantization="int2"), max_tokens=64)
+    assert json.loads(json.dumps(result)) == result
+    quality, attempts = result["quality"], result["attempts"]
+    assert_quality(quality, 6)
+    assert attempts[0]["strategy"] == "draft"
+    assert all(a["level"] == "int2" for a in attempts), "a forced level is checked, never escalated"
+    assert all(a["strategy"] != "escalate" for a in attempts)
+    assert 1 <= len(attempts) <= 3
+    assert attempts[0]["verdict"] == "needs_review", "the int2 draft of this paragraph makes up its history"
+    if quality["verdict"] == "pass":
+        assert not quality["invented"]["numbers"] and not quality["invented"]["names"]
+    else:
+        assert quality["reasons"], "a result that never passed says why"
+    assert result["text"], "quality alone never empties or fails a job"
+
+
+@pytest.mark.model
+def test_a_failing_draft_below_the_top_level_is_escalated(make_loader: MakeLoader) -> None:
+    loader, _ = make_loader(readings=Readings(used_fraction=0.10, queued=20))  # load > 10: the matrix says int2
+    result = simplify_text(loader, VACCINES, 6, "Biology", max_tokens=64)
+    attempts = result["attempts"]
+    assert attempts[0]["level"] == "int2"
+    if attempts[0]["verdict"] != "pass":
+        assert attempts[1]["strategy"] == "escalate" and attempts[1]["level"] == "int4"
+    assert_quality(result["quality"], 6)
+
+
+@pytest.mark.model
+def test_no_escalation_at_the_emergency_memory_band(make_loader: MakeLoader) -> None:
+    loader, _ = make_loader(readings=Readings(used_fraction=0.90))
+    result = simplify_text(loader, VACCINES, 6, "Biology", max_tokens=48)
+    assert {a["level"] for a in result["attempts"]} == {"int2"}
+
+
+@pytest.mark.model
+def test_gate_off_per_job_makes_one_attempt_and_still_reports(make_loader: MakeLoader) -> None:
+    loader, _ = make_loader()
+    result = simplify_text(
+        loader, VACCINES, 6, "Biology", Request(force_quantization="int2"), max_tokens=48, quality_check=False
+    )
+    assert len(result["attempts"]) == 1
+    assert_quality(result["quality"], 6)
+    assert result["readability_grade"] == result["quality"]["grade"]
+
+
+@pytest.mark.model
+def test_a_four_paragraph_document_comes_back_as_four_paragraphs(
+    make_loader: MakeLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DYNAQUANT_QUALITY_MAX_ATTEMPTS", "2")
+    loader, _ = make_loader()
+    result = simplify_text(loader, DOCUMENT, 5, "Science", Request(force_quantization="int4"), max_tokens=64)
+    paragraphs = result["text"].split("\n\n")
+    assert len(paragraphs) == 4 and all(p.strip() for p in paragraphs)
+    for text, topic in zip(paragraphs, TOPICS, strict=True):
+        assert topic in text.lower(), f"paragraph about {topic!r} kept its subject: {text!r}"
+    assert [p["index"] for p in result["paragraphs"]] == [1, 2, 3, 4]
+    assert [p["text"] for p in result["paragraphs"]] == paragraphs
+    for p in result["paragraphs"]:
+        assert_quality(p["quality"], 5)
+    assert_quality(result["quality"], 5)
+    every_pass = all(p["quality"]["verdict"] == "pass" for p in result["paragraphs"])
+    assert (result["quality"]["verdict"] == "pass") == every_pass
+    assert {a["paragraph"] for a in result["attempts"]} == {1, 2, 3, 4}
+
+
+@pytest.mark.model
+def test_every_attempt_is_recorded(make_loader: MakeLoader) -> None:
+    loader, _ = make_loader()
+    result = simplify_text(loader, VACCINES, 4, "Biology", Request(force_quantization="int4"), max_tokens=48)
+    for n, attempt in enumerate(result["attempts"], 1):
+        assert attempt["attempt"] == n
+        assert attempt["strategy"] in ("draft", "escalate", "resimplify", "sample")
+        assert attempt["level"] == "int4" and attempt["seconds"] > 0
+        assert attempt["verdict"] in ("pass", "needs_review") and isinstance(attempt["grade"], float)
+
+
+@pytest.mark.model
+def test_an_instruct_model_is_prompted_through_its_chat_template(make_loader: MakeLoader, smollm2_gguf: Path) -> None:
+    registry = Registry()
+    registry.add(ModelSpec("smollm2-135m-instruct", 0.135, smollm2_gguf))
+    loader, _ = make_loader(registry=registry)
+    with loader.acquire("smollm2-135m-instruct", Request(force_quantization="int8")) as lease:
+        model = lease.model
+        assert model.chat_template is not None and "<|im_start|>" in model.chat_template
+        text, generation = generate_once(model, VACCINES, 6, "Biology", 64)
+        direct = model.chat(build_messages(VACCINES, 6, "Biology"), 64, ())
+    assert text == clean_output(direct.text, direct.finish_reason), "the chat path, not the few-shot prompt"
+    assert generation.tokens_in == direct.tokens_in
+    assert text and "<|im_" not in text and "Grade:" not in text
+    result = simplify_text(loader, VACCINES, 6, "Biology", Request(force_quantization="int8"), "smollm2-135m-instruct")
+    assert result["model"] == "smollm2-135m-instruct"
+    assert_quality(result["quality"], 6)
+
+
+@pytest.mark.model
+def test_the_bundled_base_model_keeps_the_few_shot_prompt(make_loader: MakeLoader) -> None:
+    loader, _ = make_loader()
+    with loader.acquire(MODEL, Request(force_quantization="int4")) as lease:
+        assert lease.model.chat_template is None
