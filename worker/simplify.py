@@ -211,7 +211,7 @@ def assemble(source: str, grade: int, subject: str, parts: list[Part], results: 
     output = join_document(parts, [r.draft.text for r in results])
     paragraphs = paragraph_results(parts, results, grade)
     report = quality.combine(quality.check(source, output, grade), [p["report"] for p in paragraphs])
-    first = results[0].draft
+    first = results[0].drafts[0]  # the first attempt: where the job started, what loading it cost
     drafts = [d for r in results for d in r.drafts]
     seconds = sum(d.generation.seconds for d in drafts)
     tokens_out = sum(d.generation.tokens_out for d in drafts)
