@@ -25,6 +25,18 @@ def read_rows(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def reclean(path: Path) -> int:
+    """Apply the service's current output cleaning to every row's raw completion again."""
+    from worker.simplify import clean_output
+
+    rows = read_rows(path)
+    for row in rows:
+        row["output"] = clean_output(str(row["raw"]), str(row["finish_reason"]))
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    print(f"re-cleaned {len(rows)} rows in {path}")
+    return 0
+
+
 def interleaved(paragraphs: tuple[Paragraph, ...]) -> list[Paragraph]:
     """The first and the second set taken in turn, so a partial run covers both."""
     first = [p for p in paragraphs if p.pid.startswith("p")]
@@ -41,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUTPUTS_FILE)
     parser.add_argument("--levels", nargs="*", default=list(LEVEL_ORDER))
     parser.add_argument("--threads", type=int, default=THREADS, help="llama.cpp threads (1 on a crowded machine)")
+    parser.add_argument("--reclean", action="store_true", help="re-clean every row's raw text, generate nothing")
     args = parser.parse_args(argv)
+    if args.reclean:
+        return reclean(args.out)
     from worker.backends.llamacpp import LlamaCppBackend
     from worker.jobspec import default_max_tokens
     from worker.registry import BUNDLED_NAME, BUNDLED_PARAMS_B, ModelSpec

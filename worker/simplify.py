@@ -59,6 +59,8 @@ FIELD_LABELS = (
 PROMPT_FIELD = re.compile(rf"\b(?:{FIELD_LABELS})(?: (?:text|version|sentence))?\s*:|\n\s*[A-Z][a-z]{{1,15}}:\s")
 """A prompt-like field the model made up after its answer ("Complex: ..."): the answer ends there."""
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+LOOP_WORDS = 6
+"""A run of this many words seen earlier in an output means the model is looping."""
 
 
 def one_line(text: str) -> str:
@@ -98,12 +100,30 @@ def cut_prompt_fields(raw: str) -> str:
     return text[: field.start()] if field is not None else text
 
 
+def cut_loop(text: str) -> str:
+    """The text before it starts repeating itself (a run of LOOP_WORDS words seen before): from the sentence where
+    the repeat begins, or, inside the first sentence, from the repeat itself (the rest ended as a sentence)."""
+    words = text.split()
+    seen: set[tuple[str, ...]] = set()
+    for i in range(len(words) - LOOP_WORDS + 1):
+        gram = tuple(w.lower().strip(",.;:") for w in words[i : i + LOOP_WORDS])
+        if gram not in seen:
+            seen.add(gram)
+            continue
+        starts = [j for j in range(1, i + 1) if words[j - 1].endswith((".", "!", "?"))]
+        if starts:
+            return " ".join(words[: starts[-1]])
+        kept = re.sub(r"(?:[\s,;:]+(?:and|or|but))*[\s,;:]*$", "", " ".join(words[:i]))
+        return kept + "."
+    return text
+
+
 def clean_output(raw: str, finish_reason: str) -> str:
-    """Tidy a completion: made-up prompt fields cut, one paragraph, repeated sentences dropped, and a sentence
-    cut off by the token limit removed."""
+    """Tidy a completion: made-up prompt fields cut, one paragraph, a loop or a repeated sentence dropped, and a
+    sentence cut off by the token limit removed."""
     sentences: list[str] = []
     seen: set[str] = set()
-    for sentence in SENTENCE_END.split(one_line(cut_prompt_fields(raw))):
+    for sentence in SENTENCE_END.split(cut_loop(one_line(cut_prompt_fields(raw)))):
         key = sentence.lower().strip(" .!?")
         if sentence and key not in seen:
             seen.add(key)
