@@ -14,8 +14,9 @@ VACCINES = (
     "memory cells, so that a subsequent encounter with the genuine pathogen provokes a rapid and decisive defence."
 )
 GOOD_VACCINES = (
-    "A vaccine teaches your body to fight a germ before you get sick. It has a weak germ or a small piece of one. "
-    "White blood cells make antibodies and remember the germ, so they fight it fast the next time."
+    "A vaccine gets your body ready to fight a germ before you ever get sick from it. It holds a weak or dead form "
+    "of the germ, or just a small piece of it. Your body sees it as something from outside. White blood cells then "
+    "make antibodies and keep memory cells. If the real germ comes later, the body fights back fast and strong."
 )
 RAILROAD = (
     "The construction of the transcontinental railroad, completed in 1869, fundamentally transformed the economic "
@@ -63,13 +64,28 @@ def test_spelled_out_numbers_match_digits() -> None:
     assert check(src, "People built the wall over 3,000 years.", 4).invented.numbers == ["3,000"]
 
 
-def test_rare_added_content_words_are_flagged_common_ones_allowed() -> None:
+def test_added_words_short_or_common_are_allowed_hard_ones_flagged() -> None:
     src = "A metaphor describes one thing by saying that it is another thing."
     easy = check(src, "A metaphor says one thing is another thing. It helps you see it in a new way.", 5)
     assert not easy.invented.flagged
-    movie = check(src, "The movie is a metaphor for the war on terror waged by the dynasty of pharaohs.", 5)
-    assert movie.invented.flagged
-    assert "pharaohs" in movie.invented.words
+    lecture = check(src, "A metaphor is a rhetorical device of literary innovation and linguistic sophistication.", 5)
+    assert lecture.invented.flagged
+    assert {"rhetorical", "innovation", "linguistic", "sophistication"} <= set(lecture.invented.words)
+
+
+def test_the_movie_metaphor_of_a_small_model_is_caught() -> None:
+    src = (
+        "A metaphor is a figure of speech that describes one thing by asserting that it is another, without using "
+        "comparative words such as 'like' or 'as'."
+    )
+    output = (
+        'The movie "The Lion\'s" is based on the idea that the movie is a metaphor for the "war on terror" that the '
+        "United States has been waging since 1930."
+    )
+    report = check(src, output, 7)
+    assert report.verdict == "needs_review"
+    assert report.invented.numbers == ["1930"]
+    assert {"Lion's", "United", "States"} <= set(report.invented.names)
 
 
 def test_copy_is_caught() -> None:
