@@ -447,3 +447,61 @@ ALL_PARAGRAPHS: tuple[Paragraph, ...] = PARAGRAPHS + MORE_PARAGRAPHS
 def paragraph(pid: str) -> Paragraph:
     """The benchmark paragraph with this id."""
     return next(p for p in ALL_PARAGRAPHS if p.pid == pid)
+
+
+@dataclass(frozen=True)
+class Document:
+    """A text of several paragraphs (blank lines between them) and the request it comes with."""
+
+    did: str
+    subject: str
+    grade_level: int
+    paragraphs: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        """The document as a user sends it."""
+        return "\n\n".join(self.paragraphs)
+
+
+DOCUMENTS: tuple[Document, ...] = (
+    Document(
+        "d01",
+        "Earth Science",
+        5,
+        (
+            "Earthquakes occur when rocks deep underground suddenly break or slip along a fault, releasing energy "
+            "that has accumulated over many years. This energy travels outward as seismic waves, which shake the "
+            "ground and any structures built upon it.",
+            "Scientists measure earthquakes with instruments called seismometers, which record the vibrations of "
+            "the ground. The magnitude of an earthquake describes how much energy it released, and each whole "
+            "number on the scale represents roughly thirty-two times more energy than the number below it.",
+            "Most earthquakes happen near the edges of tectonic plates, particularly around the Pacific Ocean, a "
+            "zone often called the Ring of Fire. Countries located there, such as Japan and Chile, experience "
+            "frequent tremors and have developed strict building codes.",
+            "Although earthquakes cannot be predicted precisely, communities can prepare for them. Securing heavy "
+            "furniture, practising evacuation drills and constructing flexible buildings substantially reduce the "
+            "number of injuries when the ground begins to shake.",
+        ),
+    ),
+    Document(
+        "d02",
+        "History",
+        7,
+        (
+            "The ancient city of Rome, according to tradition, was founded in 753 BC on hills beside the Tiber "
+            "River. Over several centuries it expanded from a modest settlement into the capital of an empire that "
+            "encircled the Mediterranean Sea.",
+            "Roman engineers constructed an extensive network of roads, bridges and aqueducts. The aqueducts carried "
+            "fresh water from distant springs into the city by means of a gentle, continuous slope, supplying public "
+            "baths, fountains and private homes.",
+            "Latin, the language of the Romans, became the foundation of several modern languages, including "
+            "Italian, Spanish, French, Portuguese and Romanian. Many English words, particularly in science and law, "
+            "also derive from Latin roots.",
+            "The Western Roman Empire collapsed in AD 476, weakened by economic difficulties, political instability "
+            "and repeated invasions. The eastern half, governed from Constantinople, endured for nearly another "
+            "thousand years.",
+        ),
+    ),
+)
+"""Multi-paragraph texts for the document path: each comes back as as many paragraphs as it has."""

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.quality_gate order      # retry orders on the tuning paragraphs (p01-p24)
     .venv/bin/python -m bench.quality_gate heldout    # gate on/off on the held-out paragraphs (q01-q18)
+    .venv/bin/python -m bench.quality_gate documents  # documents as one job against paragraph by paragraph
 
 Each run goes through the service's own path (worker.simplify.make_drafter and worker.gate.run on a real
 ModelLoader). Memory and load readings are set, not read, so the level the decision engine picks is the
@@ -165,6 +166,44 @@ def run_heldout(paragraphs: tuple[Paragraph, ...], threads: int, scenarios: list
     return out
 
 
+def run_documents(threads: int) -> dict[str, Any]:
+    """Each document as one job (its paragraphs in turn) against its paragraphs as separate calls, gate off and on."""
+    from bench.paragraphs import DOCUMENTS
+    from worker.policy import Request
+    from worker.simplify import simplify_text
+
+    loader = make_loader(0, threads)
+    request = Request(force_quantization="int4")
+    simplify_text(loader, "Warm up.", 5, "Science", request, quality_check=False)
+    out: dict[str, Any] = {}
+    for doc in DOCUMENTS:
+        for gated in (False, True):
+            started = time.perf_counter()
+            whole = simplify_text(loader, doc.text, doc.grade_level, doc.subject, request, quality_check=gated)
+            one_job = time.perf_counter() - started
+            started = time.perf_counter()
+            for paragraph in doc.paragraphs:
+                simplify_text(loader, paragraph, doc.grade_level, doc.subject, request, quality_check=gated)
+            separate = time.perf_counter() - started
+            key = f"{doc.did}/{'gated' if gated else 'ungated'}"
+            out[key] = {
+                "paragraphs_in": len(doc.paragraphs),
+                "paragraphs_out": len(whole["text"].split("\n\n")),
+                "verdict": whole["quality"]["verdict"],
+                "paragraph_verdicts": [p["quality"]["verdict"] for p in whole.get("paragraphs", [])],
+                "attempts": len(whole["attempts"]),
+                "one_job_seconds": one_job,
+                "separate_calls_seconds": separate,
+                "text": whole["text"],
+            }
+            print(
+                f"{key}: {out[key]['paragraphs_out']}/{out[key]['paragraphs_in']} paragraphs, one job {one_job:.2f} s, "
+                f"separately {separate:.2f} s, verdict {out[key]['verdict']}",
+                flush=True,
+            )
+    return out
+
+
 def print_table(results: dict[str, Any]) -> None:
     """The summaries side by side."""
     headers = ("run", "jobs", "pass", "pass within 2", "pass invents", "grade MAE", "attempts", "mean s", "p95 s")
@@ -194,7 +233,7 @@ def print_table(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one mode and write its JSON."""
     parser = bench_parser(__doc__)
-    parser.add_argument("mode", choices=("order", "heldout"))
+    parser.add_argument("mode", choices=("order", "heldout", "documents"))
     parser.add_argument("--threads", type=int, default=THREADS, help="llama.cpp threads (1 on a crowded machine)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N paragraphs (a quick run)")
     parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS), choices=list(SCENARIOS))
@@ -207,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     recorder.data["threads"] = args.threads
     if args.mode == "order":
         results = run_order(paragraphs, args.threads)
+    elif args.mode == "documents":
+        results = run_documents(args.threads)
     else:
         results = run_heldout(paragraphs, args.threads, args.scenarios)
     recorder.data["results"] = results

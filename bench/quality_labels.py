@@ -185,10 +185,19 @@ def main(argv: list[str] | None = None) -> int:
         references = [r for r in part_rows if r["level"] == "reference"]
         result = scores(model_rows)
         passed = [r["pid"] for r in references if not flags(r)["verdict"]]
-        run.data[name] = {"outputs": result, "references": len(references), "references_passed": passed}
+        int2_facts = [r for r in model_rows if r["level"] == "int2" and truth(r)["invented_facts"]]
+        int2_passed = [r["pid"] for r in int2_facts if not flags(r)["verdict"]]
+        run.data[name] = {
+            "outputs": result,
+            "references": len(references),
+            "references_passed": passed,
+            "int2_inventing_facts": len(int2_facts),
+            "int2_inventing_facts_passed": int2_passed,
+        }
         n_par = len({r["pid"] for r in model_rows})
         print_scores(f"{name}: {len(model_rows)} model outputs of {n_par} paragraphs", result)
         print(f"{name}: {len(passed)} of {len(references)} hand-written rewrites pass ({', '.join(passed) or 'none'})")
+        print(f"{name}: {len(int2_passed)} of {len(int2_facts)} int2 outputs that invent names or numbers pass")
     run.save()
     return 0
 
