@@ -227,7 +227,11 @@ def simplify_text(
 
 
 def assemble(source: str, grade: int, subject: str, parts: list[Part], results: list[GateResult]) -> dict[str, Any]:
-    """The job's result: the joined text, its quality report, every attempt, and per paragraph for documents."""
+    """The job's result: the joined text, its quality report, every attempt, and per paragraph for documents.
+
+    `level` is the level the decision engine chose for the job (its first attempt); `output_level` the level
+    whose draft was kept (an escalated retry may have run higher; for a document, the most common one).
+    """
     output = join_document(parts, [r.draft.text for r in results])
     paragraphs = paragraph_results(parts, results, grade)
     report = quality.combine(quality.check(source, output, grade), [p["report"] for p in paragraphs])
@@ -242,7 +246,8 @@ def assemble(source: str, grade: int, subject: str, parts: list[Part], results: 
     ]
     body: dict[str, Any] = {
         "text": output,
-        "level": Counter(r.draft.level for r in results).most_common(1)[0][0],
+        "level": first.level,
+        "output_level": Counter(r.draft.level for r in results).most_common(1)[0][0],
         "model": first.model,
         "backend": first.backend,
         "tokens_in": sum(d.generation.tokens_in for d in drafts),
