@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from worker.backends.base import Generation, LoadedModel, StopCheck
+from worker.backends.base import Generation, LoadedModel, Message, Sampling, StopCheck
 from worker.cache import MB, ModelCache
 
 
@@ -14,6 +14,7 @@ class TinyModel:
     """A stand-in LoadedModel of a given size that records whether it was closed."""
 
     backend = "fake"
+    chat_template = None
 
     def __init__(self, name: str, level: str, size_mb: float) -> None:
         self.name = name
@@ -22,7 +23,22 @@ class TinyModel:
         self.closed = False
 
     def generate(
-        self, prompt: str, max_tokens: int, stop: Sequence[str], should_stop: StopCheck | None = None
+        self,
+        prompt: str,
+        max_tokens: int,
+        stop: Sequence[str],
+        should_stop: StopCheck | None = None,
+        sampling: Sampling | None = None,
+    ) -> Generation:
+        return Generation("ok", 1, 1, 0.0, "stop")
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        stop: Sequence[str],
+        should_stop: StopCheck | None = None,
+        sampling: Sampling | None = None,
     ) -> Generation:
         return Generation("ok", 1, 1, 0.0, "stop")
 

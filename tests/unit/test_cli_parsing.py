@@ -75,7 +75,7 @@ def test_csv_types_cells_and_counts_lines_across_quoted_newlines() -> None:
 def test_csv_unknown_column_and_extra_cells() -> None:
     assert problems("text,grade,subject\nx,5,Art\n", "csv") == [
         "line 1: unknown column 'grade'; allowed columns are text, grade_level, subject, task_priority, "
-        "min_quantization, force_quantization, model, priority, max_tokens"
+        "min_quantization, force_quantization, model, priority, max_tokens, quality_check"
     ]
     assert problems("text,grade_level\nx,5,extra\n", "csv") == ["line 2: has 3 cells; the header has 2 columns"]
 
