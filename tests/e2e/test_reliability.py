@@ -38,6 +38,9 @@ LONG_TEXT = (PLATES * 60)[:7900]  # ~1,800 prompt tokens: several seconds of wor
 MEDIUM_TEXT = (PLATES * 20)[:2000]
 HALF_TEXT = (PLATES * 30)[:4000]
 SHORT = {"text": PARAGRAPH, "max_tokens": 2, "force_quantization": "int2"}
+ONE_PROMPT_UNCHECKED = {"DYNAQUANT_PART_MAX_CHARS": "8000", "DYNAQUANT_QUALITY_GATE": "0"}
+"""These tests time delivery, not quality: each job is one prompt (a long text is not cut into parts) and one
+attempt (the quality gate, tested in tests/integration/test_quality_gate.py, is off)."""
 
 
 def submit(svc: Service, headers: dict[str, str] | None = None, **job: Any) -> str:
@@ -87,6 +90,7 @@ def drained(svc: Service) -> bool:
 
 
 def test_sigkilled_worker_job_runs_again_on_another_worker_and_is_stored_once(service: Service) -> None:
+    service.env.update(ONE_PROMPT_UNCHECKED)
     vt = 30  # a short visibility timeout, above a time limit that leaves the rerun room on a busy machine
     service.env.update(
         {"DYNAQUANT_TASK_TIME_LIMIT": "28", "DYNAQUANT_VISIBILITY_TIMEOUT": str(vt), "DYNAQUANT_THREADS": "1"}
@@ -126,6 +130,7 @@ def test_sigkilled_worker_job_runs_again_on_another_worker_and_is_stored_once(se
 
 
 def test_a_job_that_kills_its_worker_every_time_fails_at_the_redelivery_cap(service: Service) -> None:
+    service.env.update(ONE_PROMPT_UNCHECKED)
     cap = 2
     service.env.update(
         {
@@ -172,6 +177,7 @@ def test_a_job_that_kills_its_worker_every_time_fails_at_the_redelivery_cap(serv
 
 
 def test_sigterm_mid_job_finishes_it_and_leaves_the_queued_job_for_the_next_worker(service: Service) -> None:
+    service.env.update(ONE_PROMPT_UNCHECKED)
     service.env["DYNAQUANT_THREADS"] = "1"
     proc = service.start_worker("w1")
     service.start_web()
@@ -195,6 +201,7 @@ def test_sigterm_mid_job_finishes_it_and_leaves_the_queued_job_for_the_next_work
 
 
 def test_a_job_still_running_when_its_visibility_timeout_passes_is_not_run_twice(service: Service) -> None:
+    service.env.update(ONE_PROMPT_UNCHECKED)
     service.env.update({"DYNAQUANT_TASK_TIME_LIMIT": "60", "DYNAQUANT_VISIBILITY_TIMEOUT": "61"})
     service.env["DYNAQUANT_THREADS"] = "1"
     service.start_worker("w1")
@@ -223,6 +230,7 @@ def test_a_job_still_running_when_its_visibility_timeout_passes_is_not_run_twice
 
 
 def test_the_worker_enforces_the_task_time_limit(service: Service) -> None:
+    service.env.update(ONE_PROMPT_UNCHECKED)
     service.env.update({"DYNAQUANT_TASK_TIME_LIMIT": "4", "DYNAQUANT_VISIBILITY_TIMEOUT": "30"})
     service.start_worker("w1", {"DYNAQUANT_THREADS": "1"})
     service.start_web()
@@ -248,6 +256,7 @@ def api_down_answer(svc: Service, method: str, path: str, **kwargs: Any) -> dict
 def test_redis_restart_with_persistence_loses_no_accepted_job(private: PrivateServices) -> None:
     server = private.redis_server()
     svc = private.service(server.url())
+    svc.env.update(ONE_PROMPT_UNCHECKED)
     svc.env["DYNAQUANT_THREADS"] = "1"
     worker = svc.start_worker("w1")
     svc.start_web()
@@ -282,6 +291,7 @@ def test_redis_restart_with_persistence_loses_no_accepted_job(private: PrivateSe
 
 
 def test_flood_of_2000_submissions_is_accepted_or_refused_and_every_accepted_job_completes(service: Service) -> None:
+    service.env.update(ONE_PROMPT_UNCHECKED)
     limit, total = 60, 2000
     service.env["DYNAQUANT_THREADS"] = "1"
     service.start_worker("w1")
@@ -345,6 +355,7 @@ def test_flood_of_2000_submissions_is_accepted_or_refused_and_every_accepted_job
 
 
 def test_a_retry_with_the_same_idempotency_key_gets_the_same_job(service: Service) -> None:
+    service.env.update(ONE_PROMPT_UNCHECKED)
     service.start_worker("w1", {"DYNAQUANT_THREADS": "1"})
     service.start_web()
     body = {"text": PARAGRAPH, "grade_level": 5, "max_tokens": 8, "force_quantization": "int4"}
@@ -375,6 +386,7 @@ def test_a_retry_with_the_same_idempotency_key_gets_the_same_job(service: Servic
 
 
 def test_memory_caps_pick_a_level_that_fits_or_fail_clearly_and_the_worker_survives(service: Service) -> None:
+    service.env.update(ONE_PROMPT_UNCHECKED)
     service.env["DYNAQUANT_THREADS"] = "1"
     service.start_web()
     roomy = service.start_worker("w400", {"MAX_MODEL_CACHE_MB": "400"})
