@@ -17,7 +17,8 @@ import threading
 import time
 from typing import Any
 
-from dynaquant.api import TERMINAL, ServiceClient, ServiceError, ServiceUnreachable, resolve_token, resolve_url
+from dynaquant.api import ServiceClient, ServiceError, ServiceUnreachable, resolve_token, resolve_url
+from worker.contracts import TERMINAL
 
 DEFAULT_TIMEOUT = 300.0
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
-from tests.conftest import Readings
+from tests.conftest import Readings, redis_db_url
+from worker.backends.base import Backend
 from worker.backends.llamacpp import LlamaCppBackend
 from worker.cache import ModelCache
 from worker.model_loader import ModelLoader
@@ -17,6 +20,8 @@ from worker.policy import LEVELS
 from worker.probes import Probes
 from worker.quantization import DynamicQuantizationManager
 from worker.registry import BUNDLED_NAME, ModelSpec, Registry, bundled_gguf_path
+from worker.runtime import WorkerRuntime
+from worker.settings import Settings
 from worker.variants import cache_root, file_lock, source_fingerprint
 
 PARAGRAPH = (
@@ -95,17 +100,44 @@ def make_loader(variants_dir: Path) -> Callable[..., tuple[ModelLoader, Readings
     """A loader on injected memory/load readings, with re-optimisation adopted on the first decision."""
 
     def build(
-        max_cache_mb: float = 8000, registry: Registry | None = None, readings: Readings | None = None
+        max_cache_mb: float = 8000,
+        registry: Registry | None = None,
+        readings: Readings | None = None,
+        gguf: Backend | None = None,
     ) -> tuple[ModelLoader, Readings]:
         r = readings or Readings(used_fraction=0.10)
         probes = Probes(device="cpu", memory=r.memory, load=r.load, capabilities=ALL_CAPABILITIES)
-        manager = DynamicQuantizationManager(probes=probes, environ={"QUANTIZE_CONSECUTIVE": "1"})
+        manager = DynamicQuantizationManager(probes, Settings(consecutive=1))
         loader = ModelLoader(
             manager,
             registry or Registry(),
             ModelCache(max_cache_mb),
-            backends={"gguf": LlamaCppBackend(variants_dir, n_ctx=1024)},
+            backends={"gguf": gguf or LlamaCppBackend(variants_dir, n_ctx=1024)},
         )
         return loader, r
 
     return build
+
+
+@pytest.fixture
+def worker_redis() -> Iterator[redis.Redis]:
+    """Redis DB 12 for a worker runtime's job records and heartbeat, emptied before and after."""
+    client = redis.Redis.from_url(redis_db_url(12))
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def make_runtime(worker_redis: redis.Redis) -> Iterator[Callable[..., WorkerRuntime]]:
+    """A worker runtime (job store, heartbeat) around a test's loader; settings changed by field name."""
+    built: list[WorkerRuntime] = []
+
+    def build(loader: ModelLoader, **settings: Any) -> WorkerRuntime:
+        runtime = WorkerRuntime("test-worker@it", worker_redis, Settings(**settings), loader)
+        built.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in built:
+        runtime.stop()

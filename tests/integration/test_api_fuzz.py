@@ -22,11 +22,12 @@ import pytest
 import redis
 import requests
 
+from tests.conftest import redis_db_url
 from worker.jobs import COUNTS_KEY, JOB_KEY
 from worker.probes import queue_depth
 
 ROOT = Path(__file__).resolve().parents[2]
-FUZZ_REDIS_URL = "redis://127.0.0.1:6379/14"
+FUZZ_REDIS_URL = redis_db_url(14)
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 EXCLUDED_CHECKS = [
     # DELETE /jobs/{id} cancels: the job stays readable with status "cancelled", it is not deleted.

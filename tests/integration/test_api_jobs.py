@@ -12,8 +12,9 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.states import job_result
 from worker.jobs import JobStore
-from worker.jobspec import max_text_chars
+from worker.settings import get_settings
 
 if TYPE_CHECKING:
     from tests.webapp_fixtures import Broker, ErrorCheck
@@ -104,7 +105,8 @@ def test_bad_input_names_the_field_and_queues_nothing(
 
 
 def test_text_over_the_limit_is_refused(client: FlaskClient, broker: Broker, api_error: ErrorCheck) -> None:
-    body = api_error(client.post("/api/v1/jobs", json={**JOB, "text": "a" * (max_text_chars() + 1)}), 400, "text")
+    too_long = "a" * (get_settings().max_text_chars + 1)
+    body = api_error(client.post("/api/v1/jobs", json={**JOB, "text": too_long}), 400, "text")
     assert "limit" in body["error"]["message"]
     assert broker.nothing_queued()
 
@@ -181,7 +183,7 @@ def test_cancel_a_finished_job_is_409(client: FlaskClient, redis_db: redis.Redis
     job_id = client.post("/api/v1/jobs", json=JOB).get_json()["job_id"]
     store = JobStore(redis_db)
     store.start(job_id, "worker-a")
-    store.succeed(job_id, {"text": "Plants make food from light.", "level": "int4"})
+    store.succeed(job_id, job_result(level="int4"))
     body = api_error(client.delete(f"/api/v1/jobs/{job_id}"), 409, None)
     assert body["status"] == "succeeded" and "succeeded" in body["error"]["message"]
     job = client.get(f"/api/v1/jobs/{job_id}").get_json()
