@@ -88,30 +88,19 @@ QWEN25_7B: dict[str, Any] = {
 }
 """Qwen2.5-7B's published config.json (7.6B parameters)."""
 
-TINY_GEMMA: dict[str, Any] = {
+TINY: dict[str, Any] = {
     "vocab_size": 512,
     "hidden_size": 128,
     "intermediate_size": 256,
     "num_hidden_layers": 2,
     "num_attention_heads": 2,
     "num_key_value_heads": 1,
-    "head_dim": 64,
     "max_position_embeddings": 512,
-    "sliding_window": 64,
-    "query_pre_attn_scalar": 64,
 }
 """Two layers, every projection a multiple of 64 wide (bitsandbytes' CPU 4-bit kernels need that)."""
 
-TINY_QWEN: dict[str, Any] = {
-    "vocab_size": 512,
-    "hidden_size": 128,
-    "intermediate_size": 256,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "max_position_embeddings": 512,
-    "tie_word_embeddings": False,
-}
+TINY_GEMMA: dict[str, Any] = {**TINY, "head_dim": 64, "sliding_window": 64, "query_pre_attn_scalar": 64}
+TINY_QWEN: dict[str, Any] = {**TINY, "tie_word_embeddings": False}
 
 GGUF_KEYS = {
     "hidden_size": "embedding_length",

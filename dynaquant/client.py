@@ -1,4 +1,4 @@
-"""The spec's Python client: `await get_unified_client().simplify_text(...)` submits over HTTP and polls.
+"""The Python client: `await get_unified_client().simplify_text(...)` submits a job over HTTP and polls it.
 
     from dynaquant.client import get_unified_client
 

@@ -103,7 +103,7 @@ def wait_for_redis(url: str, seconds: float = 15.0) -> None:
 
 def worker_argv(index: int, loglevel: str) -> list[str]:
     """Command line for one Celery worker process running one job at a time."""
-    queue = os.environ.get("DYNAQUANT_QUEUE", "simplify")
+    queue = get_settings().queue
     return [
         sys.executable, "-m", "celery", "-A", "worker.tasks", "worker",
         "--pool", "solo", "-Q", queue, "-n", f"worker{index}@%h", "--loglevel", loglevel, "-E",

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 
 from worker.contracts import GIB, LoadReading, MemoryReading
 from worker.policy import LEVELS
@@ -16,6 +17,16 @@ from worker.settings import get_settings
 def redis_db_url(db: int) -> str:
     """A Redis DB on the server REDIS_URL names (default the local one), for tests that own that DB."""
     return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + f"/{db}"
+
+
+def emptied(url: str) -> redis.Redis:
+    """A client on a test's own Redis DB, emptied; the test fails saying so when no server answers."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    except redis.ConnectionError:
+        pytest.fail(f"this test needs a Redis server at {url}: start one with `redis-server` or set REDIS_URL")
+    return client
 
 
 class Readings:

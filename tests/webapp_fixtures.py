@@ -15,7 +15,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import redis_db_url
+from tests.conftest import emptied, redis_db_url
 from tests.states import worker_state
 from webapp import create_app
 from worker.contracts import WorkerState
@@ -31,12 +31,7 @@ HEARTBEAT_TTL = 10
 @pytest.fixture
 def redis_db() -> Iterator[redis.Redis]:
     """Redis DB 15, empty before and after the test."""
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail(f"these tests need a Redis server at {TEST_REDIS_URL}: start one with `redis-server`")
-    client.flushdb()
+    client = emptied(TEST_REDIS_URL)
     yield client
     client.flushdb()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from worker.contracts import (
     CacheView,
+    MemoryReading,
     MemoryView,
     QueueSummary,
     StatusMemory,
@@ -30,6 +31,11 @@ def percent(fraction: float) -> str:
     return f"{fraction * 100:.1f}%"
 
 
+def figures(memory: MemoryReading) -> dict[str, float]:
+    """A reading's size, free and used memory, in GiB."""
+    return memory.model_dump(include={"total_gb", "available_gb", "used_gb"})
+
+
 def most_pressured(workers: list[WorkerState]) -> WorkerState | None:
     """The worker whose memory is fullest."""
     return max(workers, key=lambda w: w.memory.used_fraction, default=None)
@@ -38,18 +44,9 @@ def most_pressured(workers: list[WorkerState]) -> WorkerState | None:
 def worker_memory(state: WorkerState) -> WorkerMemory:
     """One worker's memory pool and band, with its name and host."""
     memory = state.memory
-    return WorkerMemory(
-        worker=state.worker,
-        host=state.host,
-        device=state.device,
-        pool=memory.pool,
-        total_gb=memory.total_gb,
-        available_gb=memory.available_gb,
-        used_gb=memory.used_gb,
-        percent_used=percent(memory.used_fraction),
-        process_memory_gb=memory.process_gb,
-        status=state.memory_status,
-    )
+    named = {"worker": state.worker, "host": state.host, "device": state.device, "pool": memory.pool}
+    band = {"percent_used": percent(memory.used_fraction), "status": state.memory_status}
+    return WorkerMemory.model_validate({**named, **figures(memory), **band, "process_memory_gb": memory.process_gb})
 
 
 def memory_view(workers: list[WorkerState]) -> MemoryView:
@@ -148,9 +145,7 @@ def status_view(workers: list[WorkerState], queue: QueueSummary) -> StatusView:
         active_requests=sum(w.active_requests for w in workers),
         memory=StatusMemory(
             worker=worst.worker,
-            total_gb=memory.total_gb,
-            available_gb=memory.available_gb,
-            used_gb=memory.used_gb,
+            **figures(memory),
             used_percent=percent(memory.used_fraction),
             process_gb=memory.process_gb,
         ),

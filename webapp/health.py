@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from webapp.aggregate import NO_WORKERS_MESSAGE
 from webapp.apidoc import documented
-from webapp.errors import error_response, redis_unreachable_message
+from webapp.errors import ApiError, error_response, redis_unreachable_message
 from webapp.extensions import current_settings, get_redis
 from webapp.metrics import exposition
 from worker.contracts import Check, Health, Ready
@@ -46,7 +46,7 @@ def readyz() -> ResponseReturnValue:
     message = "; ".join(str(check.message) for check in checks.values() if not check.ok)
     extra = {"status": "not_ready", "checks": {name: check.model_dump() for name, check in checks.items()}}
     retry = {"Retry-After": str(current_settings().retry_after_seconds)}
-    return error_response(503, "not_ready", f"not ready: {message}", None, retry, extra)
+    return error_response(ApiError(503, "not_ready", f"not ready: {message}", None, retry, extra))
 
 
 @bp.get("/metrics")

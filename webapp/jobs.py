@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
@@ -76,67 +78,56 @@ def _batch_job_ids(batch_id: str) -> list[str]:
     return [entry.job_id for entry in batch.jobs] if batch else []
 
 
+def _queue_once(
+    kind: str, count: int, send: Callable[[str], object], answer: Callable[[str, bool], ResponseReturnValue]
+) -> ResponseReturnValue:
+    """Queue `count` jobs under a new id, or answer with the first id again for a replayed Idempotency-Key."""
+    store = get_store()
+    key = idempotency_key(request.headers)
+    scoped = f"{kind}:{key}" if key else None
+    if scoped and (existing := store.lookup_idempotency(scoped)):
+        return answer(existing, True)
+    check_room(count)
+    ident = new_id()
+    if scoped and (bound := store.remember_idempotency(scoped, ident)) != ident:
+        return answer(bound, True)
+    try:
+        send(ident)
+    except Exception:
+        if scoped:
+            release(scoped, ident)
+        raise
+    return answer(ident, False)
+
+
+def submission(operation: str, body: type[BaseModel], accepted: type[BaseModel], queued: str) -> Any:
+    """Document a submitting view: its body, the Idempotency-Key header, 202 (or 200 on a replay) and its errors."""
+    answers = {"HTTP_202": (accepted, queued), "HTTP_200": (accepted, REPLAYED)}
+    inputs: dict[str, type[BaseModel]] = {"json": body, "headers": IdempotencyHeader}
+    return documented(operation, (400, 413, 415, 429), guarded=True, inputs=inputs, **answers)
+
+
 @bp.post("/jobs")
-@documented(
-    "submitJob",
-    (400, 413, 415, 429),
-    guarded=True,
-    inputs={"json": JobRequest, "headers": IdempotencyHeader},
-    HTTP_202=(JobAccepted, "Queued."),
-    HTTP_200=(JobAccepted, REPLAYED),
-)
+@submission("submitJob", JobRequest, JobAccepted, "Queued.")
 @token_required
 def submit_job() -> ResponseReturnValue:
     """Queue one simplification job at its priority: 202 with its id and where to poll it."""
     spec = parse_job(json_object(), job_limits())
-    store = get_store()
-    key = idempotency_key(request.headers)
-    scoped = f"job:{key}" if key else None
-    if scoped and (existing := store.lookup_idempotency(scoped)):
-        return _job_answer(existing, replayed=True)
-    check_room(1)
-    job_id = new_id()
-    if scoped and (bound := store.remember_idempotency(scoped, job_id)) != job_id:
-        return _job_answer(bound, replayed=True)
-    try:
-        enqueue([(job_id, spec)])
-    except Exception:
-        if scoped:
-            release(scoped, job_id)
-        raise
-    return _job_answer(job_id)
+    return _queue_once("job", 1, lambda job_id: enqueue([(job_id, spec)]), _job_answer)
 
 
 @bp.post("/batches")
-@documented(
-    "submitBatch",
-    (400, 413, 415, 429),
-    guarded=True,
-    inputs={"json": BatchRequest, "headers": IdempotencyHeader},
-    HTTP_202=(BatchAccepted, "All items queued."),
-    HTTP_200=(BatchAccepted, REPLAYED),
-)
+@submission("submitBatch", BatchRequest, BatchAccepted, "All items queued.")
 @token_required
 def submit_batch() -> ResponseReturnValue:
     """Queue many jobs at once, all or none: every item is checked before any is queued."""
-    specs = parse_batch(json_object(), job_limits())
-    store = get_store()
-    key = idempotency_key(request.headers)
-    scoped = f"batch:{key}" if key else None
-    if scoped and (existing := store.lookup_idempotency(scoped)):
-        return _batch_answer(existing, _batch_job_ids(existing), replayed=True)
-    check_room(len(specs))
-    batch_id = new_id()
-    if scoped and (bound := store.remember_idempotency(scoped, batch_id)) != batch_id:
-        return _batch_answer(bound, _batch_job_ids(bound), replayed=True)
-    jobs = [(new_id(), spec) for spec in specs]
-    try:
-        enqueue(jobs, batch_id=batch_id)
-    except Exception:
-        if scoped:
-            release(scoped, batch_id)
-        raise
-    return _batch_answer(batch_id, [job_id for job_id, _ in jobs])
+    jobs = [(new_id(), spec) for spec in parse_batch(json_object(), job_limits())]
+
+    def answer(batch_id: str, replayed: bool) -> ResponseReturnValue:
+        job_ids = _batch_job_ids(batch_id) if replayed else [job_id for job_id, _ in jobs]
+        return _batch_answer(batch_id, job_ids, replayed)
+
+    return _queue_once("batch", len(jobs), lambda batch_id: enqueue(jobs, batch_id=batch_id), answer)
 
 
 def _not_found(kind: str, ident: str) -> ApiError:
@@ -144,14 +135,19 @@ def _not_found(kind: str, ident: str) -> ApiError:
     return ApiError(404, "not_found", f"no {kind} with id {shown!r} (never issued, or expired)", f"{kind}_id")
 
 
+def _record(kind: str, ident: str, read: Callable[[str], BaseModel | None]) -> ResponseReturnValue:
+    """A job's or batch's record as JSON, or 404 naming the id."""
+    record = read(ident) if len(ident) <= MAX_ID_LENGTH else None
+    if record is None:
+        raise _not_found(kind, ident)
+    return jsonify(record.model_dump(mode="json"))
+
+
 @bp.get("/jobs/<job_id>")
 @documented("getJob", (404, 414), HTTP_200=(JobRecord, "The job."))
 def get_job(job_id: str) -> ResponseReturnValue:
     """A job's status, request, result or error, and timestamps."""
-    job = get_store().get(job_id) if len(job_id) <= MAX_ID_LENGTH else None
-    if job is None:
-        raise _not_found("job", job_id)
-    return jsonify(job.model_dump(mode="json"))
+    return _record("job", job_id, get_store().get)
 
 
 @bp.get("/jobs")
@@ -198,7 +194,4 @@ def cancel_job(job_id: str) -> ResponseReturnValue:
 @documented("getBatch", (404, 414), HTTP_200=(BatchRecord, "The batch."))
 def get_batch(batch_id: str) -> ResponseReturnValue:
     """Counts by status and each job's status (and result once done)."""
-    batch = get_store().batch(batch_id) if len(batch_id) <= MAX_ID_LENGTH else None
-    if batch is None:
-        raise _not_found("batch", batch_id)
-    return jsonify(batch.model_dump(mode="json"))
+    return _record("batch", batch_id, get_store().batch)

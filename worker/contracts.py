@@ -651,28 +651,30 @@ class QueueSummary(BaseModel):
     running: int
 
 
-class WorkerMemory(BaseModel):
+class MemoryFigures(BaseModel):
+    """A memory pool's size, free and used memory, in GiB."""
+
+    total_gb: float
+    available_gb: float
+    used_gb: float
+
+
+class WorkerMemory(MemoryFigures):
     """One worker's memory pool and band."""
 
     worker: str
     host: str
     device: str
     pool: str
-    total_gb: float
-    available_gb: float
-    used_gb: float
     percent_used: str
     process_memory_gb: float
     status: str
 
 
-class StatusMemory(BaseModel):
+class StatusMemory(MemoryFigures):
     """The memory of the fullest worker, as the status shows it."""
 
     worker: str
-    total_gb: float
-    available_gb: float
-    used_gb: float
     used_percent: str
     process_gb: float
 

@@ -22,7 +22,7 @@ from worker.cache import ModelCache
 from worker.contracts import MIB, Reoptimization
 from worker.errors import InputError, InsufficientMemoryError, ModelLoadError
 from worker.policy import LEVELS, Request, estimate_weights_gb, rank
-from worker.quantization import Decision, DynamicQuantizationManager, get_quantization_manager
+from worker.quantization import Decision, DynamicQuantizationManager
 from worker.registry import ModelSpec, Registry
 from worker.settings import Settings, get_settings
 
@@ -315,23 +315,3 @@ class ModelLoader:
         for name in [n for n in self._pressure_level if n not in kept]:
             del self._pressure_level[name]
             self.manager.forget(name)
-
-
-_loader: ModelLoader | None = None
-_loader_lock = threading.Lock()
-
-
-def get_model_loader(settings: Settings | None = None) -> ModelLoader:
-    """The process-wide loader: the process's quantization manager, registry and cache."""
-    global _loader
-    with _loader_lock:
-        if _loader is None:
-            _loader = ModelLoader(get_quantization_manager(), settings=settings)
-        return _loader
-
-
-def set_model_loader(loader: ModelLoader | None) -> None:
-    """Install (or reset with None) the process-wide loader."""
-    global _loader
-    with _loader_lock:
-        _loader = loader

@@ -34,13 +34,9 @@ class DynamicQuantizationManager:
     def __init__(self, probes: Probes | None = None, settings: Settings | None = None) -> None:
         settings = settings or get_settings()
         t = settings.thresholds
-        self.MEMORY_COMFORTABLE = t.memory_comfortable
-        self.MEMORY_MODERATE = t.memory_moderate
-        self.MEMORY_TIGHT = t.memory_tight
-        self.MEMORY_CRITICAL = t.memory_critical
-        self.LOAD_LOW = t.load_low
-        self.LOAD_MODERATE = t.load_moderate
-        self.LOAD_HIGH = t.load_high
+        self.MEMORY_COMFORTABLE, self.MEMORY_MODERATE = t.memory_comfortable, t.memory_moderate
+        self.MEMORY_TIGHT, self.MEMORY_CRITICAL = t.memory_tight, t.memory_critical
+        self.LOAD_LOW, self.LOAD_MODERATE, self.LOAD_HIGH = t.load_low, t.load_moderate, t.load_high
         self.probes = probes if probes is not None else live_probes(settings.device)
         self.device = self.probes.device
         self.stabilizer = Stabilizer(dwell_seconds=settings.dwell_seconds, consecutive=settings.consecutive)
@@ -49,15 +45,8 @@ class DynamicQuantizationManager:
     @property
     def thresholds(self) -> Thresholds:
         """The thresholds as they stand on this instance now."""
-        return Thresholds(
-            memory_comfortable=self.MEMORY_COMFORTABLE,
-            memory_moderate=self.MEMORY_MODERATE,
-            memory_tight=self.MEMORY_TIGHT,
-            memory_critical=self.MEMORY_CRITICAL,
-            load_low=self.LOAD_LOW,
-            load_moderate=self.LOAD_MODERATE,
-            load_high=self.LOAD_HIGH,
-        )
+        memory = (self.MEMORY_COMFORTABLE, self.MEMORY_MODERATE, self.MEMORY_TIGHT, self.MEMORY_CRITICAL)
+        return Thresholds(*memory, self.LOAD_LOW, self.LOAD_MODERATE, self.LOAD_HIGH)
 
     @property
     def capabilities(self) -> dict[str, bool]:

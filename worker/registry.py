@@ -176,7 +176,7 @@ class Registry:
             self._specs[spec.name] = spec
 
     def peek(self, name: str | None = None) -> ModelSpec:
-        """The spec for a name (default model if None) without assembling the bundled file."""
+        """The entry for a name (the default model if None) without assembling the bundled file."""
         key = name or self.default
         spec = self._specs.get(key)
         if spec is None:
@@ -184,7 +184,7 @@ class Registry:
         return spec
 
     def get(self, name: str | None = None) -> ModelSpec:
-        """The spec for a name with its sources on disk (the bundled file assembled if needed)."""
+        """The entry for a name with its sources on disk (the bundled file assembled if needed)."""
         spec = self.peek(name)
         if spec.bundled and spec.gguf_path is None:
             with self._lock:

@@ -59,10 +59,11 @@ class WorkerRuntime:
         if loader is None:
             probes = live_probes(settings.device, client=self.client, queues=[settings.queue])
             probes.load = last_known_load(probes.load)
-            set_quantization_manager(DynamicQuantizationManager(probes, settings))
-            from worker.model_loader import get_model_loader
+            manager = DynamicQuantizationManager(probes, settings)
+            set_quantization_manager(manager)  # get_quantization_manager() in this process is the worker's
+            from worker.model_loader import ModelLoader
 
-            loader = get_model_loader(settings)
+            loader = ModelLoader(manager, settings=settings)
         self.loader = loader
         self.manager = loader.manager
         self.started_at = time.time()

@@ -69,10 +69,13 @@ class Settings(BaseSettings):
         "DYNAQUANT_VARIANTS_DIR",
         None,
         "where level variants of GGUF models are written",
-        shown="<cache>/dynaquant/variants",
+        shown="`~/.cache/dynaquant/variants`",
     )
     cache_home: Path | None = var(
-        "XDG_CACHE_HOME", None, "the user cache (<cache>): the bundled model and variants go under it", shown="~/.cache"
+        "XDG_CACHE_HOME",
+        None,
+        "the user cache: the bundled model and the variants go under `dynaquant/` in it",
+        shown="`~/.cache`",
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = var(
         "DYNAQUANT_DEVICE", "auto", "`cpu`, `cuda` or `mps` instead of detecting"
@@ -117,9 +120,14 @@ class Settings(BaseSettings):
     url: str = var("DYNAQUANT_URL", "http://127.0.0.1:8000", "where the CLI and the client send requests")
     token: str | None = var("DYNAQUANT_TOKEN", None, "the API token the CLI and the client send")
     home: Path | None = var(
-        "DYNAQUANT_HOME", None, "where `dynaquant up` keeps the Redis it starts", shown="<data>/dynaquant"
+        "DYNAQUANT_HOME", None, "where `dynaquant up` keeps the Redis it starts", shown="`~/.local/share/dynaquant`"
     )
-    data_home: Path | None = var("XDG_DATA_HOME", None, "the user data folder (<data>)", shown="~/.local/share")
+    data_home: Path | None = var(
+        "XDG_DATA_HOME",
+        None,
+        "the user data folder: `dynaquant up` keeps its Redis under `dynaquant/` in it",
+        shown="`~/.local/share`",
+    )
     flower_basic_auth: str | None = var(
         "FLOWER_BASIC_AUTH", None, "`user:password` for Flower and its API under `dynaquant up`"
     )

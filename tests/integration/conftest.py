@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import Readings, redis_db_url
+from tests.conftest import Readings, emptied, redis_db_url
 from worker.backends.base import Backend
 from worker.backends.llamacpp import LlamaCppBackend
 from worker.cache import ModelCache
@@ -22,7 +21,6 @@ from worker.quantization import DynamicQuantizationManager
 from worker.registry import BUNDLED_NAME, ModelSpec, Registry, bundled_gguf_path
 from worker.runtime import WorkerRuntime
 from worker.settings import Settings
-from worker.variants import cache_root, file_lock, source_fingerprint
 
 PARAGRAPH = (
     "Photosynthesis is the process by which green plants and some other organisms use sunlight to synthesize "
@@ -60,39 +58,12 @@ def gguf_backend(variants_dir: Path) -> LlamaCppBackend:
     return LlamaCppBackend(variants_dir, n_ctx=1024)
 
 
-def build_hf_checkpoint(gguf: Path, target: Path) -> None:
-    """Dequantize the GGUF with transformers' gguf_file= loader and save it as an HF checkpoint at `target`."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-
-    tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16, quantization_config=GgufConfig(dequantize=True)
-    )
-    # The weights are plain tensors now; drop the GGUF quantizer so save_pretrained writes safetensors.
-    model.hf_quantizer = None  # type: ignore[assignment]
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    os.replace(tmp, target)
-
-
 @pytest.fixture(scope="session")
 def hf_checkpoint(bundled_gguf: Path) -> Path:
     """An HF checkpoint of the bundled model, built once per machine (about a minute) and cached after."""
-    import transformers
+    from worker.backends.hf import checkpoint_from_gguf
 
-    key = f"{source_fingerprint(bundled_gguf)}-tf{transformers.__version__}"
-    target = cache_root() / "test-checkpoints" / f"gemma-3-270m-hf-{key}"
-    if not (target / "model.safetensors").exists():
-        with file_lock(target.with_name(target.name + ".lock")):
-            if not (target / "model.safetensors").exists():
-                build_hf_checkpoint(bundled_gguf, target)
-    return target
+    return checkpoint_from_gguf(bundled_gguf, BUNDLED_NAME)
 
 
 @pytest.fixture
@@ -122,8 +93,7 @@ def make_loader(variants_dir: Path) -> Callable[..., tuple[ModelLoader, Readings
 @pytest.fixture
 def worker_redis() -> Iterator[redis.Redis]:
     """Redis DB 12 for a worker runtime's job records and heartbeat, emptied before and after."""
-    client = redis.Redis.from_url(redis_db_url(12))
-    client.flushdb()
+    client = emptied(redis_db_url(12))
     yield client
     client.flushdb()
 

@@ -68,30 +68,24 @@ def test_integral_floats_count_as_integers(client: FlaskClient) -> None:
     assert client.get(response.get_json()["status_url"]).get_json()["priority"] == 8
 
 
+BAD_VALUES: dict[str, list[Any]] = {
+    "grade_level": [0, 13, "5", 5.5, True],
+    "task_priority": ["fastest"],
+    "min_quantization": ["int3"],
+    "force_quantization": ["fp32"],
+    "priority": [10, -1, None, 2.5],
+    "max_tokens": [0, 100000],
+    "model": ["no-such-model", 0, False],
+    "subject": ["", "x" * 101, "\ud800"],
+    "colour": ["blue"],
+}
 BAD_JOBS: list[tuple[dict[str, Any], str]] = [
     ({"grade_level": 5}, "text"),
     ({"text": "   ", "grade_level": 5}, "text"),
     ({"text": 42, "grade_level": 5}, "text"),
     ({"text": "\ud800 lone surrogate", "grade_level": 5}, "text"),
     ({"text": "fine"}, "grade_level"),
-    ({**JOB, "grade_level": 0}, "grade_level"),
-    ({**JOB, "grade_level": 13}, "grade_level"),
-    ({**JOB, "grade_level": "5"}, "grade_level"),
-    ({**JOB, "grade_level": 5.5}, "grade_level"),
-    ({**JOB, "grade_level": True}, "grade_level"),
-    ({**JOB, "task_priority": "fastest"}, "task_priority"),
-    ({**JOB, "min_quantization": "int3"}, "min_quantization"),
-    ({**JOB, "force_quantization": "fp32"}, "force_quantization"),
-    ({**JOB, "priority": 10}, "priority"),
-    ({**JOB, "priority": -1}, "priority"),
-    ({**JOB, "priority": None}, "priority"),
-    ({**JOB, "max_tokens": 0}, "max_tokens"),
-    ({**JOB, "max_tokens": 100000}, "max_tokens"),
-    ({**JOB, "model": "no-such-model"}, "model"),
-    ({**JOB, "model": 0}, "model"),
-    ({**JOB, "subject": ""}, "subject"),
-    ({**JOB, "subject": "x" * 101}, "subject"),
-    ({**JOB, "colour": "blue"}, "colour"),
+    *[({**JOB, field: value}, field) for field, values in BAD_VALUES.items() for value in values],
 ]
 
 

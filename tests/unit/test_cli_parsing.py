@@ -14,6 +14,7 @@ from dynaquant.jobfile import JobFileError, detect_format, load_jobs, parse_text
 from dynaquant.progress import ProgressBar
 from dynaquant.render import status_text, table
 from dynaquant.submit import explain_rejection
+from dynaquant.up import flower_argv, flower_env
 from tests.states import memory_gib, worker_state
 from webapp.aggregate import status_view
 from worker.contracts import QueueSummary
@@ -179,3 +180,14 @@ def test_progress_bar_and_tables() -> None:
     assert "1 worker alive" in text and "50.0% of 16.0 GB" in text and "gemma-3-270m=int4" in text
     assert "queue simplify: 3 waiting (priority 0: 1, 5: 2), 1 running" in text
     assert "no worker is alive" in status_text({"workers": [], "message": "no worker is alive", "queue": {}}, "u")
+
+
+def test_flowers_api_is_opened_only_on_loopback_without_basic_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLOWER_UNAUTHENTICATED_API", raising=False)
+    assert flower_env()["FLOWER_UNAUTHENTICATED_API"] == "true"
+    assert flower_env("localhost")["FLOWER_UNAUTHENTICATED_API"] == "true"
+    monkeypatch.setenv("FLOWER_UNAUTHENTICATED_API", "true")
+    assert "FLOWER_UNAUTHENTICATED_API" not in flower_env(basic_auth="admin:pw"), "basic auth guards the API"
+    assert "--basic-auth=admin:pw" in flower_argv(5555, basic_auth="admin:pw")
+    with pytest.raises(SystemExit, match="FLOWER_BASIC_AUTH"):
+        flower_env("0.0.0.0")
