@@ -18,6 +18,7 @@ from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 from spectree.models import SecureType
 
 from webapp.catalog import job_limits
+from webapp.extensions import current_settings
 from worker.contracts import Document, ErrorBody, JobLimits
 
 ERRORS: dict[int, str] = {
@@ -106,7 +107,5 @@ def live_document(doc: dict[str, Any], limits: JobLimits, guarded: bool) -> dict
 @documented("openapi", HTTP_200=(Document, "The OpenAPI 3.1 document."))
 def openapi() -> ResponseReturnValue:
     """This document, with the server's limits and the models it knows now."""
-    from webapp.extensions import current_settings
-
-    settings = current_settings()
-    return jsonify(live_document(copy.deepcopy(api.spec), job_limits(lenient=True), bool(settings.api_token)))
+    guarded = bool(current_settings().api_token)
+    return jsonify(live_document(copy.deepcopy(api.spec), job_limits(lenient=True), guarded))
