@@ -16,6 +16,7 @@ from worker.contracts import (
     WorkerCache,
     WorkerMemory,
     WorkerState,
+    gib,
     utilization,
 )
 from worker.policy import LEVELS, memory_band
@@ -33,7 +34,11 @@ def percent(fraction: float) -> str:
 
 def figures(memory: MemoryReading) -> dict[str, float]:
     """A reading's size, free and used memory, in GiB."""
-    return memory.model_dump(include={"total_gb", "available_gb", "used_gb"})
+    return {
+        "total_gb": gib(memory.total_bytes),
+        "available_gb": gib(memory.available_bytes),
+        "used_gb": gib(memory.used_bytes),
+    }
 
 
 def most_pressured(workers: list[WorkerState]) -> WorkerState | None:
@@ -46,7 +51,9 @@ def worker_memory(state: WorkerState) -> WorkerMemory:
     memory = state.memory
     named = {"worker": state.worker, "host": state.host, "device": state.device, "pool": memory.pool}
     band = {"percent_used": percent(memory.used_fraction), "status": state.memory_status}
-    return WorkerMemory.model_validate({**named, **figures(memory), **band, "process_memory_gb": memory.process_gb})
+    return WorkerMemory.model_validate(
+        {**named, **figures(memory), **band, "process_memory_gb": gib(memory.process_bytes)}
+    )
 
 
 def memory_view(workers: list[WorkerState]) -> MemoryView:
@@ -69,11 +76,11 @@ def memory_view(workers: list[WorkerState]) -> MemoryView:
     used = sum(p.used_bytes for p in pools)
     fraction = min(used / total, 1.0) if total else 1.0
     return MemoryView(
-        total_gb=round(sum(p.total_gb for p in pools), 3),
-        available_gb=round(sum(p.available_gb for p in pools), 3),
-        used_gb=round(sum(p.used_gb for p in pools), 3),
+        total_gb=gib(total),
+        available_gb=gib(sum(p.available_bytes for p in pools)),
+        used_gb=gib(used),
         percent_used=percent(fraction),
-        process_memory_gb=round(sum(w.memory.process_gb for w in workers), 3),
+        process_memory_gb=gib(sum(w.memory.process_bytes for w in workers)),
         status=memory_band(fraction, worst.thresholds),
         message=None,
         most_pressured_worker=worst.worker,
@@ -147,7 +154,7 @@ def status_view(workers: list[WorkerState], queue: QueueSummary) -> StatusView:
             worker=worst.worker,
             **figures(memory),
             used_percent=percent(memory.used_fraction),
-            process_gb=memory.process_gb,
+            process_gb=gib(memory.process_bytes),
         ),
         memory_status=worst.memory_status,
         capabilities=capabilities(workers),

@@ -479,7 +479,7 @@ class BatchRecord(BaseModel):
 
 
 class MemoryReading(BaseModel):
-    """Memory of the pool that holds model weights, and this process's share of it, in bytes."""
+    """Memory of the pool that holds model weights, and this process's share of it, in bytes (no rounding)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -500,29 +500,10 @@ class MemoryReading(BaseModel):
         """Share of the pool in use, 0 to 1."""
         return min(self.used_bytes / self.total_bytes, 1.0) if self.total_bytes else 1.0
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def total_gb(self) -> float:
-        """The pool's size in GiB (shown; the bytes are what counts)."""
-        return round(self.total_bytes / GIB, 3)
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def available_gb(self) -> float:
-        """Free memory in GiB."""
-        return round(self.available_bytes / GIB, 3)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def used_gb(self) -> float:
-        """Used memory in GiB."""
-        return round(self.used_bytes / GIB, 3)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def process_gb(self) -> float:
-        """This process's memory in GiB."""
-        return round(self.process_bytes / GIB, 3)
+def gib(count: int) -> float:
+    """Bytes as GiB, to three decimals, for display."""
+    return round(count / GIB, 3)
 
 
 class LoadReading(BaseModel):

@@ -179,7 +179,8 @@ def test_progress_bar_and_tables() -> None:
     text = status_text(body, "http://x")
     assert "1 worker alive" in text and "50.0% of 16.0 GB" in text and "gemma-3-270m=int4" in text
     assert "queue simplify: 3 waiting (priority 0: 1, 5: 2), 1 running" in text
-    assert "no worker is alive" in status_text({"workers": [], "message": "no worker is alive", "queue": {}}, "u")
+    nobody = status_view([], queue).model_dump(mode="json")
+    assert "no worker is alive" in status_text(nobody, "u")
 
 
 def test_flowers_api_is_opened_only_on_loopback_without_basic_auth(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ def worker(name: str, used: float = 0.5, total: float = 16.0, **extra: object) -
 def test_memory_reading_is_bytes_with_derived_gib_and_fraction() -> None:
     reading = memory_gib(16.0, 4.0)
     assert reading.used_bytes == 4 * 1024**3 and reading.used_fraction == 0.25
-    assert (reading.total_gb, reading.used_gb, reading.available_gb) == (16.0, 4.0, 12.0)
+    assert aggregate.figures(reading) == {"total_gb": 16.0, "available_gb": 12.0, "used_gb": 4.0}
     full = MemoryReading(pool="x", total_bytes=10, available_bytes=0, process_bytes=0)
     assert (
         full.used_fraction == 1.0
