@@ -172,11 +172,11 @@ class BatchRequest(BaseModel):
 class JobLimits:
     """The job limits that are settings, and the model names a job may ask for (None: not checked here)."""
 
-    max_text_chars: int = 8000
-    max_tokens: int = 512
-    default_max_tokens: int = 160
-    default_model: str = "gemma-3-270m"
-    max_batch: int = 500
+    max_text_chars: int
+    max_tokens: int
+    default_max_tokens: int
+    default_model: str
+    max_batch: int
     models: tuple[str, ...] | None = None
 
     @classmethod

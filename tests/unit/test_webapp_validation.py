@@ -15,7 +15,7 @@ from worker.errors import InputError
 from worker.policy import LEVELS, Thresholds
 from worker.settings import Settings
 
-LIMITS = JobLimits(max_batch=10, models=("gemma-3-270m", "qwen-7b"))
+LIMITS = JobLimits.from_settings(Settings(max_batch=10), models=("gemma-3-270m", "qwen-7b"))
 JOB = {"text": "Cells divide by mitosis.", "grade_level": 6}
 
 
@@ -38,7 +38,8 @@ def test_parse_job_takes_empty_or_null_model_as_default() -> None:
 
 
 def test_parse_job_fills_the_defaults_from_the_limits() -> None:
-    spec = parse_job(JOB, JobLimits(default_model="qwen-7b", default_max_tokens=99, models=("qwen-7b",)))
+    settings = Settings(default_model="qwen-7b", default_max_tokens=99)
+    spec = parse_job(JOB, JobLimits.from_settings(settings, models=("qwen-7b",)))
     assert (spec.model, spec.max_tokens, spec.subject, spec.task_priority, spec.priority) == (
         "qwen-7b", 99, "General", "balanced", 5,
     )  # fmt: skip
