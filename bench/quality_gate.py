@@ -41,22 +41,27 @@ def make_loader(queued: int, threads: int) -> Any:
     """A real loader on the bundled model whose probes report low memory and `queued` waiting jobs."""
     from worker.backends.llamacpp import LlamaCppBackend
     from worker.cache import ModelCache
+    from worker.contracts import GIB, LoadReading, MemoryReading
     from worker.model_loader import ModelLoader
     from worker.policy import LEVELS
-    from worker.probes import LoadReading, MemoryReading, Probes
+    from worker.probes import Probes
     from worker.quantization import DynamicQuantizationManager
     from worker.registry import Registry
+    from worker.settings import Settings
 
-    total = 16 * 1024**3
+    total = 16 * GIB
     probes = Probes(
         device="cpu",
-        memory=lambda: MemoryReading("bench", total, int(total * 0.9), 0),
-        load=lambda: LoadReading(queued, 0),
+        memory=lambda: MemoryReading(
+            pool="bench", total_bytes=total, available_bytes=int(total * 0.9), process_bytes=0
+        ),
+        load=lambda: LoadReading(queued=queued, running=0),
         capabilities={"gguf": dict.fromkeys(LEVELS, True)},
     )
-    manager = DynamicQuantizationManager(probes=probes, environ={"QUANTIZE_CONSECUTIVE": "1"})
-    backend = LlamaCppBackend(n_threads=threads, n_ctx=2048)
-    return ModelLoader(manager, Registry(), ModelCache(8000), backends={"gguf": backend})
+    settings = Settings(consecutive=1, threads=threads, n_ctx=2048, quality_max_seconds=1e9)
+    manager = DynamicQuantizationManager(probes, settings)
+    backend = LlamaCppBackend(settings.variants_path, n_ctx=2048, n_threads=threads)
+    return ModelLoader(manager, Registry(), ModelCache(8000), backends={"gguf": backend}, settings=settings)
 
 
 class MemoDrafter:
@@ -101,8 +106,8 @@ def gate_once(paragraph: Paragraph, drafter: MemoDrafter, request: Any, settings
         "within_2": report.grade_error is not None and abs(report.grade_error) <= 2,
         "invented_facts": report.invented.facts,
         "reasons": report.reasons,
-        "attempts": result.attempts,
-        "seconds": sum(a["seconds"] for a in result.attempts) + sum(checks),
+        "attempts": [a.model_dump() for a in result.attempts],
+        "seconds": sum(a.seconds for a in result.attempts) + sum(checks),
     }
 
 
@@ -133,7 +138,7 @@ def run_order(paragraphs: tuple[Paragraph, ...], threads: int) -> dict[str, Any]
     drafters = {p.pid: MemoDrafter(loader, p) for p in paragraphs}
     out: dict[str, Any] = {}
     for order in ORDERS:
-        settings = GateSettings(enabled=True, max_attempts=3, max_seconds=1e9, order=order)
+        settings = GateSettings(enabled=True, max_attempts=3, max_seconds=1e9, order=order, temperature=0.7)
         rows = [gate_once(p, drafters[p.pid], Request(), settings, levels) for p in paragraphs]
         out[",".join(order)] = {"summary": summary(rows), "rows": rows}
         print(f"{','.join(order)}: {summary(rows)}", flush=True)
@@ -144,7 +149,7 @@ def run_heldout(paragraphs: tuple[Paragraph, ...], threads: int, scenarios: list
     """Gate off and on (default settings, no time budget) per scenario on the held-out paragraphs."""
     from dataclasses import replace
 
-    from worker.gate import gate_settings
+    from worker.gate import GateSettings
     from worker.policy import Request
 
     out: dict[str, Any] = {}
@@ -154,7 +159,7 @@ def run_heldout(paragraphs: tuple[Paragraph, ...], threads: int, scenarios: list
         levels = loader.supported_levels(loader.registry.get(None))
         request = Request(force_quantization=scenario["force"])
         drafters = {p.pid: MemoDrafter(loader, p) for p in paragraphs}
-        settings = replace(gate_settings(), max_seconds=1e9)
+        settings = GateSettings.from_settings(loader.settings)
         for gated in (False, True):
             chosen = replace(settings, enabled=gated)
             rows = [gate_once(p, drafters[p.pid], request, chosen, levels) for p in paragraphs]
@@ -169,32 +174,44 @@ def run_heldout(paragraphs: tuple[Paragraph, ...], threads: int, scenarios: list
 def run_documents(threads: int) -> dict[str, Any]:
     """Each document as one job (its paragraphs in turn) against its paragraphs as separate calls, gate off and on."""
     from bench.paragraphs import DOCUMENTS
-    from worker.policy import Request
+    from worker.contracts import JobSpec
     from worker.simplify import simplify_text
 
     loader = make_loader(0, threads)
-    request = Request(force_quantization="int4")
-    simplify_text(loader, "Warm up.", 5, "Science", request, quality_check=False)
+
+    def job(text: str, grade: int, subject: str, gated: bool) -> JobSpec:
+        return JobSpec(
+            text=text,
+            grade_level=grade,
+            subject=subject,
+            force_quantization="int4",
+            model=loader.settings.default_model,
+            max_tokens=MAX_TOKENS,
+            quality_check=gated,
+        )
+
+    simplify_text(loader, job("Warm up.", 5, "Science", False))
     out: dict[str, Any] = {}
     for doc in DOCUMENTS:
         for gated in (False, True):
             started = time.perf_counter()
-            whole = simplify_text(loader, doc.text, doc.grade_level, doc.subject, request, quality_check=gated)
+            whole = simplify_text(loader, job(doc.text, doc.grade_level, doc.subject, gated))
             one_job = time.perf_counter() - started
             started = time.perf_counter()
             for paragraph in doc.paragraphs:
-                simplify_text(loader, paragraph, doc.grade_level, doc.subject, request, quality_check=gated)
+                simplify_text(loader, job(paragraph, doc.grade_level, doc.subject, gated))
             separate = time.perf_counter() - started
             key = f"{doc.did}/{'gated' if gated else 'ungated'}"
+            assert whole.quality is not None
             out[key] = {
                 "paragraphs_in": len(doc.paragraphs),
-                "paragraphs_out": len(whole["text"].split("\n\n")),
-                "verdict": whole["quality"]["verdict"],
-                "paragraph_verdicts": [p["quality"]["verdict"] for p in whole.get("paragraphs", [])],
-                "attempts": len(whole["attempts"]),
+                "paragraphs_out": len(whole.text.split("\n\n")),
+                "verdict": whole.quality.verdict,
+                "paragraph_verdicts": [p.quality.verdict for p in whole.paragraphs or []],
+                "attempts": len(whole.attempts),
                 "one_job_seconds": one_job,
                 "separate_calls_seconds": separate,
-                "text": whole["text"],
+                "text": whole.text,
             }
             print(
                 f"{key}: {out[key]['paragraphs_out']}/{out[key]['paragraphs_in']} paragraphs, one job {one_job:.2f} s, "

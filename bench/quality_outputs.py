@@ -58,12 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.reclean:
         return reclean(args.out)
     from worker.backends.llamacpp import LlamaCppBackend
-    from worker.jobspec import default_max_tokens
     from worker.registry import BUNDLED_NAME, BUNDLED_PARAMS_B, ModelSpec
+    from worker.settings import get_settings
     from worker.simplify import generate_once
 
+    settings = get_settings()
     spec = ModelSpec(BUNDLED_NAME, BUNDLED_PARAMS_B, bundled_source(), None, bundled=True)
-    backend = LlamaCppBackend(n_threads=args.threads)
+    backend = LlamaCppBackend(settings.variants_path, n_threads=args.threads)
     done = {(r["pid"], r["level"]) for r in read_rows(args.out)}
     models = {level: backend.load(spec, level) for level in args.levels}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             for level, model in models.items():
                 if (p.pid, level) in done:
                     continue
-                text, gen = generate_once(model, p.text, p.grade_level, p.subject, default_max_tokens())
+                text, gen = generate_once(model, p.text, p.grade_level, p.subject, settings.job_default_max_tokens)
                 row = {
                     "pid": p.pid,
                     "level": level,

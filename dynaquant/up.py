@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +16,10 @@ from urllib.parse import urlparse
 
 import redis
 
+from worker.settings import get_settings
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+FLOWER_ADDRESS = "127.0.0.1"
 
 
 @dataclass
@@ -98,7 +103,7 @@ def wait_for_redis(url: str, seconds: float = 15.0) -> None:
 
 def worker_argv(index: int, loglevel: str) -> list[str]:
     """Command line for one Celery worker process running one job at a time."""
-    queue = os.environ.get("DYNAQUANT_QUEUE", "simplify")
+    queue = get_settings().queue
     return [
         sys.executable, "-m", "celery", "-A", "worker.tasks", "worker",
         "--pool", "solo", "-Q", queue, "-n", f"worker{index}@%h", "--loglevel", loglevel, "-E",
@@ -113,11 +118,34 @@ def web_argv(host: str, port: int, threads: int) -> list[str]:
     ]  # fmt: skip
 
 
-def flower_argv(port: int) -> list[str]:
-    """Command line for Flower watching the same broker."""
-    argv = [sys.executable, "-m", "celery", "-A", "worker.tasks", "flower", f"--port={port}", "--address=127.0.0.1"]
-    auth = os.environ.get("FLOWER_BASIC_AUTH")
-    return argv + ([f"--basic-auth={auth}"] if auth else [])
+def flower_argv(port: int, address: str = FLOWER_ADDRESS, basic_auth: str | None = None) -> list[str]:
+    """Command line for Flower watching the same broker (behind basic auth when FLOWER_BASIC_AUTH is set)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "flower",
+        f"--port={port}",
+        f"--address={address}",
+    ]
+    return argv + ([f"--basic-auth={basic_auth}"] if basic_auth else [])
+
+
+def flower_env(address: str = FLOWER_ADDRESS, basic_auth: str | None = None) -> dict[str, str]:
+    """Flower's environment: its API opened without auth only on a loopback address with no basic auth set.
+
+    Flower refuses its API (/api/...) unless FLOWER_UNAUTHENTICATED_API is set or auth is configured.
+    """
+    env = dict(os.environ)
+    if basic_auth:
+        env.pop("FLOWER_UNAUTHENTICATED_API", None)
+    elif ipaddress.ip_address(socket.gethostbyname(address)).is_loopback:
+        env["FLOWER_UNAUTHENTICATED_API"] = "true"
+    else:
+        raise SystemExit(f"Flower on {address} (not loopback) needs FLOWER_BASIC_AUTH=user:password for its API")
+    return env
 
 
 def run_up(host: str, port: int, workers: int, flower_port: int | None, data_dir: Path, loglevel: str = "INFO") -> int:
@@ -132,7 +160,8 @@ def run_up(host: str, port: int, workers: int, flower_port: int | None, data_dir
             supervisor.spawn(f"worker{i}", worker_argv(i, loglevel))
         supervisor.spawn("web", web_argv(host, port, threads=8))
         if flower_port is not None:
-            supervisor.spawn("flower", flower_argv(flower_port))
+            auth = get_settings().flower_basic_auth
+            supervisor.spawn("flower", flower_argv(flower_port, basic_auth=auth), flower_env(basic_auth=auth))
         print(f"dynaquant is up: http://{host}:{port}/ (API under /api/v1); Ctrl-C stops it", flush=True)
         return supervisor.wait()
     finally:

@@ -8,17 +8,17 @@ from collections.abc import Sequence
 from flask import current_app
 
 from webapp.errors import ApiError
-from webapp.extensions import get_celery, get_redis, get_store, redacted_url
+from webapp.extensions import broker_url, current_settings, get_celery, get_redis, get_store, redacted_url
 from worker import queues
 from worker.celery_app import SIMPLIFY_TASK
-from worker.jobspec import JobSpec
+from worker.contracts import JobSpec
 
 log = logging.getLogger(__name__)
 
 
 def queue_name() -> str:
     """The Celery queue jobs go to."""
-    return str(current_app.config["QUEUE"])
+    return current_settings().queue
 
 
 def depth_by_priority() -> dict[int, int]:
@@ -38,10 +38,11 @@ def running() -> int:
 
 def check_room(count: int) -> None:
     """Refuse (429) when adding `count` jobs would take the queue past DYNAQUANT_MAX_QUEUE."""
-    limit = int(current_app.config["MAX_QUEUE"])
+    settings = current_settings()
+    limit = settings.max_queue
     depth = queue_depth()
     if depth + count > limit:
-        retry = str(current_app.config["RETRY_AFTER_SECONDS"])
+        retry = str(settings.retry_after_seconds)
         what = "this job was" if count == 1 else f"these {count} jobs were"
         raise ApiError(
             429,
@@ -57,25 +58,24 @@ def check_room(count: int) -> None:
 def _send(job_id: str, spec: JobSpec) -> None:
     get_celery().send_task(
         SIMPLIFY_TASK,
-        args=[job_id, spec.as_dict()],
+        args=[job_id, spec.model_dump(mode="json")],
         task_id=job_id,
         priority=spec.priority,
         queue=queue_name(),
-        # Results live in the job records; without this the sender subscribes to each result channel.
-        ignore_result=True,
+        ignore_result=True,  # results live in the job records
     )
 
 
 def _broker_down(exc: Exception) -> ApiError:
     log.warning("could not send a job to the broker: %s", exc)
-    url = redacted_url(current_app.config.get("CELERY_BROKER_URL") or current_app.config["REDIS_URL"])
+    url = redacted_url(broker_url(current_app))
     return ApiError(
         503,
         "broker_unavailable",
         f"the job queue (broker at {url}) did not take the job: start Redis or check REDIS_URL, then retry; "
         "nothing was enqueued",
         None,
-        {"Retry-After": str(current_app.config["RETRY_AFTER_SECONDS"])},
+        {"Retry-After": str(current_settings().retry_after_seconds)},
     )
 
 
@@ -85,7 +85,7 @@ def enqueue(jobs: Sequence[tuple[str, JobSpec]], batch_id: str | None = None) ->
     created: list[str] = []
     try:
         for job_id, spec in jobs:
-            store.create(job_id, spec.as_dict(), batch_id=batch_id)
+            store.create(job_id, spec, batch_id=batch_id)
             created.append(job_id)
         if batch_id is not None:
             store.create_batch(batch_id, [job_id for job_id, _ in jobs])

@@ -13,59 +13,45 @@ and its reasons: quality alone never fails a job. Every attempt is recorded.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
-from worker.backends.base import Generation, Sampling
-from worker.errors import InsufficientMemoryError
+from worker.backends.base import Generation, Sampling, StopCheck
+from worker.contracts import AttemptRecord, QualityReport, Reoptimization, Strategy
+from worker.errors import InsufficientMemoryError, JobCancelled
 from worker.policy import LEVELS, Request, UnsupportedLevelError, rank
-from worker.quality import QualityReport, check, preference
-from worker.settings import env_float, env_int
+from worker.quality import check, faithful, preference, too_hard
+from worker.retry_budget import RetryDecision
 
-STRATEGIES = ("escalate", "resimplify", "sample")
-DEFAULT_ORDER = ("escalate", "resimplify", "sample")
-"""The order measured best on the tuning paragraphs (bench/gate_order.py)."""
+if TYPE_CHECKING:
+    from worker.settings import Settings
+
 NO_ESCALATION_BANDS = ("emergency",)
 """Memory bands at which the decision matrix forces the lowest level: no escalation there."""
 
 
 @dataclass(frozen=True)
 class GateSettings:
-    """How hard the gate tries: on or off, attempts and seconds per paragraph, strategies and sampling."""
+    """How hard the gate tries for one job: on or off, attempts and seconds per paragraph part, strategies, sampling."""
 
-    enabled: bool = True
-    max_attempts: int = 3
-    max_seconds: float = 30.0
-    order: tuple[str, ...] = DEFAULT_ORDER
-    temperature: float = 0.7
+    enabled: bool
+    max_attempts: int
+    max_seconds: float
+    order: tuple[Strategy, ...]
+    temperature: float
 
-
-def gate_settings() -> GateSettings:
-    """Every quality-gate setting, read from the environment here and only here.
-
-    DYNAQUANT_QUALITY_GATE (1/0, on/off; default on), DYNAQUANT_QUALITY_MAX_ATTEMPTS (default 3, the first
-    draft included), DYNAQUANT_QUALITY_MAX_SECONDS (default 30, per paragraph: no retry starts after it),
-    DYNAQUANT_QUALITY_STRATEGIES (comma-separated order, default escalate,resimplify,sample) and
-    DYNAQUANT_QUALITY_TEMPERATURE (sampling temperature, default 0.7).
-    """
-    raw_switch = os.environ.get("DYNAQUANT_QUALITY_GATE", "").strip().lower()
-    if raw_switch not in ("", "1", "0", "on", "off", "true", "false", "yes", "no"):
-        raise ValueError(f"DYNAQUANT_QUALITY_GATE={raw_switch!r}: use 1 or 0 (on or off)")
-    raw_order = os.environ.get("DYNAQUANT_QUALITY_STRATEGIES", "").strip()
-    order = tuple(s.strip() for s in raw_order.split(",") if s.strip()) if raw_order else DEFAULT_ORDER
-    unknown = [s for s in order if s not in STRATEGIES]
-    if unknown:
-        raise ValueError(f"DYNAQUANT_QUALITY_STRATEGIES has {unknown}: allowed are {', '.join(STRATEGIES)}")
-    return GateSettings(
-        enabled=raw_switch not in ("0", "off", "false", "no"),
-        max_attempts=env_int("DYNAQUANT_QUALITY_MAX_ATTEMPTS", 3),
-        max_seconds=env_float("DYNAQUANT_QUALITY_MAX_SECONDS", 30.0),
-        order=order,
-        temperature=env_float("DYNAQUANT_QUALITY_TEMPERATURE", 0.7, minimum=0.01),
-    )
+    @classmethod
+    def from_settings(cls, settings: Settings, job_wants_it: bool = True) -> GateSettings:
+        """The gate as the settings set it; off when the job (quality_check) or DYNAQUANT_QUALITY_GATE says so."""
+        return cls(
+            enabled=settings.quality_gate and job_wants_it,
+            max_attempts=settings.quality_max_attempts,
+            max_seconds=settings.quality_max_seconds,
+            order=settings.quality_strategies,
+            temperature=settings.quality_temperature,
+        )
 
 
 @dataclass(frozen=True)
@@ -81,9 +67,21 @@ class Draft:
     band: str = "comfortable"
     load_seconds: float = 0.0
     cache_hit: bool = True
-    reoptimized: dict[str, Any] | None = None
+    reoptimized: Reoptimization | None = None
     memory_used: float = 0.0
     load: int = 0
+
+
+class RetryBudget(Protocol):
+    """Says whether a failing draft is worth retrying, and learns from how the retries went."""
+
+    def before_retry(self, draft: Draft) -> RetryDecision:
+        """Retry this failing first draft or not."""
+        ...
+
+    def after_retries(self, draft: Draft, passed: Sequence[bool]) -> None:
+        """Record whether each retry of this first draft passed."""
+        ...
 
 
 Drafter = Callable[[str, Request, Sampling | None], Draft]
@@ -94,7 +92,7 @@ Drafter = Callable[[str, Request, Sampling | None], Draft]
 class Step:
     """One retry to make: which strategy, on which input, with which request and sampling."""
 
-    strategy: str
+    strategy: Strategy
     text: str
     request: Request
     sampling: Sampling | None = None
@@ -106,8 +104,10 @@ class GateResult:
 
     draft: Draft
     report: QualityReport
-    attempts: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[AttemptRecord] = field(default_factory=list)
     drafts: list[Draft] = field(default_factory=list)
+    skipped: str | None = None
+    """Why the retries were skipped, when the retry budget said no."""
 
 
 @dataclass
@@ -124,16 +124,16 @@ class _State:
     attempts: int = 1
 
 
-def attempt_record(n: int, strategy: str, draft: Draft, report: QualityReport) -> dict[str, Any]:
-    """What the result shows of one attempt."""
-    return {
-        "attempt": n,
-        "strategy": strategy,
-        "level": draft.level,
-        "grade": report.grade,
-        "verdict": report.verdict,
-        "seconds": round(draft.seconds, 3),
-    }
+def attempt_record(n: int, strategy: Strategy | None, draft: Draft, report: QualityReport) -> AttemptRecord:
+    """What the result shows of one attempt (strategy None: the first draft)."""
+    return AttemptRecord(
+        attempt=n,
+        strategy=strategy or "draft",
+        level=draft.level,  # type: ignore[arg-type]
+        grade=report.grade,
+        verdict=report.verdict,
+        seconds=round(draft.seconds, 3),
+    )
 
 
 def plan_escalate(state: _State) -> Step | None:
@@ -151,7 +151,7 @@ def plan_escalate(state: _State) -> Step | None:
 def plan_resimplify(state: _State) -> Step | None:
     """The best draft as the new input, when it is faithful but too hard (once per draft)."""
     draft, report, request = state.best
-    if not (report.faithful and report.too_hard) or draft.text in state.resimplified:
+    if not (faithful(report) and too_hard(report)) or draft.text in state.resimplified:
         return None
     return Step("resimplify", draft.text, request)
 
@@ -162,14 +162,14 @@ def plan_sample(state: _State) -> Step:
     return Step("sample", state.source, request, Sampling(state.temperature, seed=state.attempts))
 
 
-PLANNERS: dict[str, Callable[[_State], Step | None]] = {
+PLANNERS: dict[Strategy, Callable[[_State], Step | None]] = {
     "escalate": plan_escalate,
     "resimplify": plan_resimplify,
     "sample": plan_sample,
 }
 
 
-def next_step(state: _State, order: Sequence[str]) -> Step | None:
+def next_step(state: _State, order: Sequence[Strategy]) -> Step | None:
     """The first strategy in order that applies."""
     for strategy in order:
         step = PLANNERS[strategy](state)
@@ -186,20 +186,50 @@ def run(
     settings: GateSettings,
     levels: Sequence[str] = LEVELS,
     checker: Callable[[str, str, int], QualityReport] = check,
+    budget: RetryBudget | None = None,
+    should_stop: StopCheck | None = None,
 ) -> GateResult:
     """Draft and check `source`; while it fails and the budget lasts, retry; keep the best candidate.
 
     `levels` are the model's supported levels here (the most precise one is where escalation stops).
-    With the gate off (settings.enabled False) the draft is checked and returned, never retried.
+    With the gate off (settings.enabled False) the draft is checked and returned, never retried. A `budget`
+    may skip the retries of a draft (on a model whose retries rarely pass); `should_stop` is asked before
+    each retry, so a cancelled job or one past its time limit stops between attempts too.
     """
     started = time.monotonic()
     draft = drafter(source, request, None)
     report = checker(source, draft.text, grade_level)
-    result = GateResult(draft, report, [attempt_record(1, "draft", draft, report)], [draft])
+    result = GateResult(draft, report, [attempt_record(1, None, draft, report)], [draft])
+    if not settings.enabled or report.passed or settings.max_attempts <= 1:
+        return result
+    if budget is not None:
+        decision = budget.before_retry(draft)
+        if not decision.retry:
+            result.skipped = decision.reason
+            return result
     state = _State(source, request, tuple(levels), settings.temperature, (draft, report, request), draft.level, request)
-    while settings.enabled and not result.report.passed and state.attempts < settings.max_attempts:
-        elapsed = time.monotonic() - started
-        if elapsed + result.drafts[-1].seconds > settings.max_seconds:
+    passed = retry(state, result, grade_level, drafter, settings, started, checker, should_stop)
+    if budget is not None:
+        budget.after_retries(draft, passed)
+    return result
+
+
+def retry(
+    state: _State,
+    result: GateResult,
+    grade_level: int,
+    drafter: Drafter,
+    settings: GateSettings,
+    started: float,
+    checker: Callable[[str, str, int], QualityReport],
+    should_stop: StopCheck | None,
+) -> list[bool]:
+    """Retry while the best candidate fails and the budget lasts; whether each retry passed, in order."""
+    passed: list[bool] = []
+    while not result.report.passed and state.attempts < settings.max_attempts:
+        if should_stop is not None and should_stop():
+            raise JobCancelled("the job was stopped between quality-gate attempts")
+        if time.monotonic() - started + result.drafts[-1].seconds > settings.max_seconds:
             break  # the next attempt would likely run past the budget
         step = next_step(state, settings.order)
         if step is None:
@@ -212,7 +242,8 @@ def run(
         if step.strategy == "resimplify":
             state.resimplified.add(step.text)
         state.attempts += 1
-        cand_report = checker(source, candidate.text, grade_level)
+        cand_report = checker(state.source, candidate.text, grade_level)
+        passed.append(cand_report.passed)
         result.attempts.append(attempt_record(state.attempts, step.strategy, candidate, cand_report))
         result.drafts.append(candidate)
         if rank(candidate.level) < rank(state.reached):
@@ -220,4 +251,4 @@ def run(
         if preference(cand_report) > preference(result.report):
             result.draft, result.report = candidate, cand_report
             state.best = (candidate, cand_report, step.request)
-    return result
+    return passed

@@ -20,9 +20,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from worker.contracts import InventedContent, QualityReport, Verdict
 
 GRADE_TOLERANCE = 2.0
 """Grade fit: the output's Flesch-Kincaid grade may be at most this far above the target ."""
@@ -59,8 +59,6 @@ MIN_OUTPUT_WORDS = 3
 LIST_LIMIT = 6
 """Terms listed per reason."""
 
-Verdict = Literal["pass", "needs_review"]
-
 FUNCTION_WORDS = """a about above after again against all also although am among an and any are around as at be because
     been before being below between both but by can cannot could did do does doing done down during
     each either else even ever every few for from further had has have having he her here hers
@@ -83,61 +81,19 @@ TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?s?|[A-Za-z]+(?:['’][A-Za-z]+)*(?:-[A-Za
 SENTENCE_BREAK = re.compile(r"[.!?:;\"“”()]\s*$")
 
 
-class InventedContent(BaseModel):
-    """What the output says that the source does not: the offending terms by kind."""
-
-    model_config = ConfigDict(frozen=True)
-
-    numbers: list[str] = Field(default_factory=list, description="numbers and years the source does not have")
-    names: list[str] = Field(default_factory=list, description="names the source does not mention")
-    words: list[str] = Field(default_factory=list, description="rare content words the source does not use")
-
-    @property
-    def facts(self) -> list[str]:
-        """The added numbers and names: the terms that are made-up facts."""
-        return [*self.numbers, *self.names]
-
-    @property
-    def flagged(self) -> bool:
-        """Whether the output adds facts (any number or name) or more than one rare word of its own."""
-        return bool(self.facts) or len(self.words) >= INVENTED_WORDS_MIN
+def adds_content(invented: InventedContent) -> bool:
+    """Whether the output adds facts (any number or name) or rare content words of its own."""
+    return bool(invented.facts) or len(invented.words) >= INVENTED_WORDS_MIN
 
 
-class QualityReport(BaseModel):
-    """The checks of one output against its source and target grade, and the verdict they give."""
+def too_hard(report: QualityReport) -> bool:
+    """Harder than the target allows, by grade or by vocabulary."""
+    return (report.grade_error is not None and report.grade_error > GRADE_TOLERANCE) or not report.vocabulary_ok
 
-    model_config = ConfigDict(frozen=True)
 
-    target_grade: int = Field(description="the grade the reader asked for")
-    grade: float | None = Field(description="Flesch-Kincaid grade of the output (None when it is empty)")
-    grade_error: float | None = Field(description="grade minus target: above zero is harder than asked")
-    grade_ok: bool = Field(description="the Flesch-Kincaid grade is within the tolerance of the target")
-    rare_word_share: float = Field(description="share of the output's words that are rare (by word frequency)")
-    rare_words: list[str] = Field(default_factory=list, description="the output's rare words")
-    vocabulary_ok: bool = Field(description="the rare-word share is within what the target grade allows")
-    invented: InventedContent = Field(default_factory=InventedContent)
-    copy_similarity: float = Field(description="share of the output's word trigrams found in the source")
-    copied: bool = Field(description="the output repeats the source nearly word for word")
-    coverage: float = Field(description="share of the source's sentences whose key terms the output keeps")
-    missing: list[str] = Field(default_factory=list, description="key terms of the source the output lost")
-    coverage_ok: bool = Field(description="the output keeps enough of the source's key content")
-    verdict: Verdict = Field(description="pass, or needs_review when any check fails")
-    reasons: list[str] = Field(default_factory=list, description="why the verdict is needs_review, in plain words")
-
-    @property
-    def passed(self) -> bool:
-        """Whether the verdict is pass."""
-        return self.verdict == "pass"
-
-    @property
-    def too_hard(self) -> bool:
-        """Harder than the target allows, by grade or by vocabulary."""
-        return (self.grade_error is not None and self.grade_error > GRADE_TOLERANCE) or not self.vocabulary_ok
-
-    @property
-    def faithful(self) -> bool:
-        """Adds nothing, keeps the key content and is not a copy: only its difficulty may be wrong."""
-        return not self.invented.flagged and self.coverage_ok and not self.copied and self.grade is not None
+def faithful(report: QualityReport) -> bool:
+    """Adds nothing, keeps the key content and is not a copy: only its difficulty may be wrong."""
+    return not adds_content(report.invented) and report.coverage_ok and not report.copied and report.grade is not None
 
 
 @dataclass(frozen=True)
@@ -457,6 +413,16 @@ def combine(document: QualityReport, parts: Sequence[QualityReport]) -> QualityR
     reasons = [f"paragraph {i}: {reason}" for i, part in enumerate(parts, 1) for reason in part.reasons]
     verdict: Verdict = "needs_review" if reasons else "pass"
     return document.model_copy(update={"verdict": verdict, "reasons": reasons})
+
+
+WARM_SOURCE = "Volcanoes form where molten rock reaches the surface. In 1980 Mount St. Helens erupted."
+WARM_OUTPUT = "A volcano is a place where hot rock comes up. One blew up in 1980."
+
+
+def warm() -> QualityReport:
+    """Load the word-frequency table, the stemmer and the syllable dictionary now (a worker at start), not
+    during the first job."""
+    return check(WARM_SOURCE, WARM_OUTPUT, 5)
 
 
 def cmudict_available() -> bool:

@@ -11,15 +11,14 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from worker import gate, quality
+from worker.contracts import GateSummary, JobResult, JobSpec, ParagraphResult, QualityReport
 from worker.document import Part, join_document, split_document
-from worker.gate import Draft, Drafter, GateResult, gate_settings
-from worker.jobspec import parse_job
-from worker.policy import Request
-from worker.settings import env_int
+from worker.errors import JobCancelled
+from worker.gate import Draft, Drafter, GateResult, GateSettings, RetryBudget
+from worker.policy import Request, as_level
 
 if TYPE_CHECKING:
     from worker.backends.base import Generation, LoadedModel, Message, Sampling
@@ -150,15 +149,6 @@ def generate_once(
     return clean_output(generation.text, generation.finish_reason), generation
 
 
-def part_max_chars() -> int:
-    """Longest piece of a paragraph simplified in one prompt, from DYNAQUANT_PART_MAX_CHARS (default 700).
-
-    About 160 tokens of English: a longer paragraph is cut at sentence boundaries, so each piece's rewrite
-    fits the default max_tokens and the prompt stays far inside the context window.
-    """
-    return env_int("DYNAQUANT_PART_MAX_CHARS", 700, minimum=80)
-
-
 def make_drafter(
     loader: ModelLoader,
     model: str | None,
@@ -196,37 +186,44 @@ def make_drafter(
 
 def simplify_text(
     loader: ModelLoader,
-    text: str,
-    grade_level: int,
-    subject: str,
-    request: Request | None = None,
-    model: str | None = None,
-    max_tokens: int | None = None,
+    job: JobSpec,
     should_stop: Callable[[], bool] | None = None,
-    quality_check: bool = True,
-) -> dict[str, Any]:
-    """Simplify `text` for a grade, paragraph by paragraph, each checked and (gate on) retried; a JSON-able result.
+    budget: RetryBudget | None = None,
+) -> JobResult:
+    """Simplify a job's text for its grade, paragraph by paragraph, each checked and (gate on) retried.
 
-    The gate runs unless the job (quality_check=False) or DYNAQUANT_QUALITY_GATE=0 switches it off; every
-    result carries its quality report either way.
+    The gate retries unless the job (quality_check false) or DYNAQUANT_QUALITY_GATE=0 switches it off; every
+    result carries its quality report either way. `budget` may skip retries where they rarely pay off;
+    `should_stop` is asked between paragraphs and attempts as well as during generation.
     """
-    fields: dict[str, Any] = {"text": text, "grade_level": grade_level, "subject": subject}
-    if max_tokens is not None:
-        fields["max_tokens"] = max_tokens
-    job = parse_job(fields)
-    grade, subj, tokens = job.grade_level, one_line(job.subject), job.max_tokens
-    request = request or Request()
-    settings = gate_settings()
-    if not quality_check:
-        settings = replace(settings, enabled=False)
-    levels = loader.supported_levels(loader.registry.get(model))
-    drafter = make_drafter(loader, model, grade, subj, tokens, should_stop)
-    parts = split_document(job.text, part_max_chars())
-    results = [gate.run(part.text, grade, drafter, request, settings, levels) for part in parts]
-    return assemble(job.text, grade, subj, parts, results)
+    settings = loader.settings
+    subject = one_line(job.subject)
+    gate_settings = GateSettings.from_settings(settings, job.quality_check)
+    levels = loader.supported_levels(loader.registry.get(job.model))
+    drafter = make_drafter(loader, job.model, job.grade_level, subject, job.max_tokens, should_stop)
+    parts = split_document(job.text, settings.part_max_chars)
+    results: list[GateResult] = []
+    for part in parts:
+        if results and should_stop is not None and should_stop():
+            raise JobCancelled("the job was stopped between paragraphs")
+        results.append(
+            gate.run(
+                part.text,
+                job.grade_level,
+                drafter,
+                job.request,
+                gate_settings,
+                levels,
+                budget=budget,
+                should_stop=should_stop,
+            )
+        )
+    return assemble(job.text, job.grade_level, subject, parts, results, gate_settings.enabled)
 
 
-def assemble(source: str, grade: int, subject: str, parts: list[Part], results: list[GateResult]) -> dict[str, Any]:
+def assemble(
+    source: str, grade: int, subject: str, parts: list[Part], results: list[GateResult], gated: bool
+) -> JobResult:
     """The job's result: the joined text, its quality report, every attempt, and per paragraph for documents.
 
     `level` is the level the decision engine chose for the job (its first attempt); `output_level` the level
@@ -234,59 +231,64 @@ def assemble(source: str, grade: int, subject: str, parts: list[Part], results: 
     """
     output = join_document(parts, [r.draft.text for r in results])
     paragraphs = paragraph_results(parts, results, grade)
-    report = quality.combine(quality.check(source, output, grade), [p["report"] for p in paragraphs])
+    report = quality.combine(quality.check(source, output, grade), [p.quality for p in paragraphs])
     first = results[0].drafts[0]  # the first attempt: where the job started, what loading it cost
     drafts = [d for r in results for d in r.drafts]
     seconds = sum(d.generation.seconds for d in drafts)
     tokens_out = sum(d.generation.tokens_out for d in drafts)
+    several = len(paragraphs) > 1
     attempts = [
-        {**attempt, "paragraph": part.paragraph + 1} if len(paragraphs) > 1 else attempt
+        attempt.model_copy(update={"paragraph": part.paragraph + 1}) if several else attempt
         for part, r in zip(parts, results, strict=True)
         for attempt in r.attempts
     ]
-    body: dict[str, Any] = {
-        "text": output,
-        "level": first.level,
-        "output_level": Counter(r.draft.level for r in results).most_common(1)[0][0],
-        "model": first.model,
-        "backend": first.backend,
-        "tokens_in": sum(d.generation.tokens_in for d in drafts),
-        "tokens_out": tokens_out,
-        "generation_seconds": round(seconds, 4),
-        "load_seconds": round(sum(d.load_seconds for d in drafts), 4),
-        "tokens_per_second": round(tokens_out / seconds, 2) if seconds > 0 else 0.0,
-        "finish_reason": results[0].draft.generation.finish_reason,
-        "readability_grade": report.grade,
-        "grade_level": grade,
-        "subject": subject,
-        "memory_used": round(first.memory_used, 4),
-        "load": first.load,
-        "cache_hit": first.cache_hit,
-        "reoptimized": next((d.reoptimized for d in drafts if d.reoptimized), None),
-        "quality": report.model_dump(mode="json"),
-        "attempts": attempts,
-    }
-    if len(paragraphs) > 1:
-        body["paragraphs"] = [
-            {
-                "index": p["index"],
-                "text": p["text"],
-                "level": p["level"],
-                "quality": p["report"].model_dump(mode="json"),
-            }
-            for p in paragraphs
-        ]
-    return body
+    skipped = [r.skipped for r in results if r.skipped]
+    return JobResult(
+        text=output,
+        level=as_level(first.level),
+        output_level=as_level(Counter(r.draft.level for r in results).most_common(1)[0][0]),
+        model=first.model,
+        backend=first.backend,
+        tokens_in=sum(d.generation.tokens_in for d in drafts),
+        tokens_out=tokens_out,
+        generation_seconds=round(seconds, 4),
+        load_seconds=round(sum(d.load_seconds for d in drafts), 4),
+        tokens_per_second=round(tokens_out / seconds, 2) if seconds > 0 else 0.0,
+        finish_reason=results[0].draft.generation.finish_reason,
+        readability_grade=report.grade,
+        grade_level=grade,
+        subject=subject,
+        memory_used=round(first.memory_used, 4),
+        load=first.load,
+        cache_hit=first.cache_hit,
+        reoptimized=next((d.reoptimized for d in drafts if d.reoptimized), None),
+        quality=report,
+        attempts=attempts,
+        paragraphs=paragraphs if several else None,
+        gate=GateSummary(
+            enabled=gated,
+            drafts=len(drafts),
+            retries=len(drafts) - len(results),
+            retries_skipped=skip_note(skipped, len(results)),
+        ),
+    )
 
 
-def paragraph_results(parts: list[Part], results: list[GateResult], grade: int) -> list[dict[str, Any]]:
+def skip_note(skipped: list[str], parts: int) -> str | None:
+    """Why retries were skipped: the budget's reason, and for how many of the text's parts."""
+    if not skipped:
+        return None
+    return skipped[-1] if parts == 1 else f"{skipped[-1]} ({len(skipped)} of {parts} parts not retried)"
+
+
+def paragraph_results(parts: list[Part], results: list[GateResult], grade: int) -> list[ParagraphResult]:
     """Each paragraph's text, level and report (its parts' reports combined when it was cut into parts)."""
-    out: list[dict[str, Any]] = []
+    out: list[ParagraphResult] = []
     for index in sorted({part.paragraph for part in parts}):
         mine = [(part, r) for part, r in zip(parts, results, strict=True) if part.paragraph == index]
         source = " ".join(part.text for part, _ in mine)
         text = " ".join(r.draft.text for _, r in mine)
-        reports = [r.report for _, r in mine]
+        reports: list[QualityReport] = [r.report for _, r in mine]
         report = reports[0] if len(mine) == 1 else quality.combine(quality.check(source, text, grade), reports)
-        out.append({"index": index + 1, "text": text, "level": mine[0][1].draft.level, "report": report})
+        out.append(ParagraphResult(index=index + 1, text=text, level=as_level(mine[0][1].draft.level), quality=report))
     return out

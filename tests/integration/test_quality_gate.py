@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import Readings
+from worker.contracts import JobResult, JobSpec, QualityReport
 from worker.model_loader import ModelLoader
 from worker.policy import Request
 from worker.registry import ModelSpec, Registry
@@ -37,94 +38,103 @@ DOCUMENT = "\n\n".join(
 TOPICS = ("moon", "volcano", "bee", "thermometer")
 
 
-def assert_quality(report: dict[str, object], target: int) -> None:
+def job(text: str, grade: int, subject: str, **fields: Any) -> JobSpec:
+    """A checked job on the bundled model (or the model given)."""
+    return JobSpec(text=text, grade_level=grade, subject=subject, **{"model": MODEL, "max_tokens": 64, **fields})
+
+
+def assert_quality(report: QualityReport | None, target: int) -> QualityReport:
     """The report every result carries: grade, target and verdict, with reasons when it needs review."""
-    assert report["target_grade"] == target
-    assert isinstance(report["grade"], float)
-    assert report["verdict"] in ("pass", "needs_review")
-    assert bool(report["reasons"]) == (report["verdict"] == "needs_review")
+    assert report is not None
+    assert report.target_grade == target
+    assert isinstance(report.grade, float)
+    assert report.verdict in ("pass", "needs_review")
+    assert bool(report.reasons) == (report.verdict == "needs_review")
+    return report
+
+
+def round_trips(result: JobResult) -> None:
+    """The result is stored as JSON and read back unchanged."""
+    assert JobResult.model_validate_json(result.model_dump_json()) == result
 
 
 @pytest.mark.model
-def test_forced_int2_draft_that_invents_is_not_passed(make_loader: MakeLoader, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DYNAQUANT_QUALITY_MAX_ATTEMPTS", "3")
-    loader, _ = make_loader()
-    result = simplify_text(loader, VACCINES, 6, "Biology", Request(force_quantization="int2"), max_tokens=64)
-    assert json.loads(json.dumps(result)) == result
-    quality, attempts = result["quality"], result["attempts"]
-    assert_quality(quality, 6)
-    assert attempts[0]["strategy"] == "draft"
-    assert all(a["level"] == "int2" for a in attempts), "a forced level is checked, never escalated"
-    assert all(a["strategy"] != "escalate" for a in attempts)
+def test_forced_int2_draft_that_invents_is_not_passed(make_loader: MakeLoader) -> None:
+    loader, _ = make_loader(quality_max_attempts=3)
+    result = simplify_text(loader, job(VACCINES, 6, "Biology", force_quantization="int2"))
+    round_trips(result)
+    quality, attempts = assert_quality(result.quality, 6), result.attempts
+    assert attempts[0].strategy == "draft"
+    assert all(a.level == "int2" for a in attempts), "a forced level is checked, never escalated"
+    assert all(a.strategy != "escalate" for a in attempts)
     assert 1 <= len(attempts) <= 3
-    assert attempts[0]["verdict"] == "needs_review", "the int2 draft of this paragraph makes up its history"
-    if quality["verdict"] == "pass":
-        assert not quality["invented"]["numbers"] and not quality["invented"]["names"]
+    assert attempts[0].verdict == "needs_review", "the int2 draft of this paragraph makes up its history"
+    if quality.verdict == "pass":
+        assert not quality.invented.facts
     else:
-        assert quality["reasons"], "a result that never passed says why"
-    assert result["text"], "quality alone never empties or fails a job"
+        assert quality.reasons, "a result that never passed says why"
+    assert result.text, "quality alone never empties or fails a job"
 
 
 @pytest.mark.model
 def test_a_failing_draft_below_the_top_level_is_escalated(make_loader: MakeLoader) -> None:
     loader, _ = make_loader(readings=Readings(used_fraction=0.10, queued=20))  # load > 10: the matrix says int2
-    result = simplify_text(loader, VACCINES, 6, "Biology", max_tokens=64)
-    attempts = result["attempts"]
-    assert attempts[0]["level"] == "int2" and result["level"] == "int2", "level: what the decision engine chose"
-    if attempts[0]["verdict"] != "pass":
-        assert attempts[1]["strategy"] == "escalate" and attempts[1]["level"] == "int4"
-    assert result["output_level"] in {a["level"] for a in attempts}
-    assert_quality(result["quality"], 6)
+    result = simplify_text(loader, job(VACCINES, 6, "Biology"))
+    attempts = result.attempts
+    assert attempts[0].level == "int2" and result.level == "int2", "level: what the decision engine chose"
+    if attempts[0].verdict != "pass":
+        assert attempts[1].strategy == "escalate" and attempts[1].level == "int4"
+    assert result.output_level in {a.level for a in attempts}
+    assert_quality(result.quality, 6)
 
 
 @pytest.mark.model
 def test_no_escalation_at_the_emergency_memory_band(make_loader: MakeLoader) -> None:
     loader, _ = make_loader(readings=Readings(used_fraction=0.90))
-    result = simplify_text(loader, VACCINES, 6, "Biology", max_tokens=48)
-    assert {a["level"] for a in result["attempts"]} == {"int2"}
+    result = simplify_text(loader, job(VACCINES, 6, "Biology", max_tokens=48))
+    assert {a.level for a in result.attempts} == {"int2"}
 
 
 @pytest.mark.model
 def test_gate_off_per_job_makes_one_attempt_and_still_reports(make_loader: MakeLoader) -> None:
     loader, _ = make_loader()
-    result = simplify_text(
-        loader, VACCINES, 6, "Biology", Request(force_quantization="int2"), max_tokens=48, quality_check=False
-    )
-    assert len(result["attempts"]) == 1
-    assert_quality(result["quality"], 6)
-    assert result["readability_grade"] == result["quality"]["grade"]
+    result = simplify_text(loader, job(VACCINES, 6, "Biology", force_quantization="int2", quality_check=False))
+    assert len(result.attempts) == 1
+    assert result.gate is not None and not result.gate.enabled and result.gate.retries == 0
+    assert assert_quality(result.quality, 6).verdict == "needs_review", "checked and reported though not retried"
+    assert result.readability_grade == result.quality.grade
 
 
 @pytest.mark.model
-def test_a_four_paragraph_document_comes_back_as_four_paragraphs(
-    make_loader: MakeLoader, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DYNAQUANT_QUALITY_MAX_ATTEMPTS", "2")
-    loader, _ = make_loader()
-    result = simplify_text(loader, DOCUMENT, 5, "Science", Request(force_quantization="int4"), max_tokens=64)
-    paragraphs = result["text"].split("\n\n")
+def test_a_four_paragraph_document_comes_back_as_four_paragraphs(make_loader: MakeLoader) -> None:
+    loader, _ = make_loader(quality_max_attempts=2)
+    result = simplify_text(loader, job(DOCUMENT, 5, "Science", force_quantization="int4"))
+    round_trips(result)
+    paragraphs = result.text.split("\n\n")
     assert len(paragraphs) == 4 and all(p.strip() for p in paragraphs)
     for text, topic in zip(paragraphs, TOPICS, strict=True):
         assert topic in text.lower(), f"paragraph about {topic!r} kept its subject: {text!r}"
-    assert [p["index"] for p in result["paragraphs"]] == [1, 2, 3, 4]
-    assert [p["text"] for p in result["paragraphs"]] == paragraphs
-    for p in result["paragraphs"]:
-        assert_quality(p["quality"], 5)
-    assert_quality(result["quality"], 5)
-    every_pass = all(p["quality"]["verdict"] == "pass" for p in result["paragraphs"])
-    assert (result["quality"]["verdict"] == "pass") == every_pass
-    assert {a["paragraph"] for a in result["attempts"]} == {1, 2, 3, 4}
+    assert result.paragraphs is not None
+    assert [p.index for p in result.paragraphs] == [1, 2, 3, 4]
+    assert [p.text for p in result.paragraphs] == paragraphs
+    for p in result.paragraphs:
+        assert_quality(p.quality, 5)
+    whole = assert_quality(result.quality, 5)
+    every_pass = all(p.quality.verdict == "pass" for p in result.paragraphs)
+    assert (whole.verdict == "pass") == every_pass
+    assert {a.paragraph for a in result.attempts} == {1, 2, 3, 4}
 
 
 @pytest.mark.model
 def test_every_attempt_is_recorded(make_loader: MakeLoader) -> None:
     loader, _ = make_loader()
-    result = simplify_text(loader, VACCINES, 4, "Biology", Request(force_quantization="int4"), max_tokens=48)
-    for n, attempt in enumerate(result["attempts"], 1):
-        assert attempt["attempt"] == n
-        assert attempt["strategy"] in ("draft", "escalate", "resimplify", "sample")
-        assert attempt["level"] == "int4" and attempt["seconds"] > 0
-        assert attempt["verdict"] in ("pass", "needs_review") and isinstance(attempt["grade"], float)
+    result = simplify_text(loader, job(VACCINES, 4, "Biology", force_quantization="int4", max_tokens=48))
+    for n, attempt in enumerate(result.attempts, 1):
+        assert attempt.attempt == n
+        assert attempt.strategy in ("draft", "escalate", "resimplify", "sample")
+        assert attempt.level == "int4" and attempt.seconds > 0
+        assert attempt.verdict in ("pass", "needs_review") and isinstance(attempt.grade, float)
+    assert result.gate is not None and result.gate.drafts == len(result.attempts)
 
 
 @pytest.mark.model
@@ -140,9 +150,11 @@ def test_an_instruct_model_is_prompted_through_its_chat_template(make_loader: Ma
     assert text == clean_output(direct.text, direct.finish_reason), "the chat path, not the few-shot prompt"
     assert generation.tokens_in == direct.tokens_in
     assert text and "<|im_" not in text and "Grade:" not in text
-    result = simplify_text(loader, VACCINES, 6, "Biology", Request(force_quantization="int8"), "smollm2-135m-instruct")
-    assert result["model"] == "smollm2-135m-instruct"
-    assert_quality(result["quality"], 6)
+    result = simplify_text(
+        loader, job(VACCINES, 6, "Biology", force_quantization="int8", model="smollm2-135m-instruct")
+    )
+    assert result.model == "smollm2-135m-instruct"
+    assert_quality(result.quality, 6)
 
 
 @pytest.mark.model

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
+from worker.contracts import RETRY_STRATEGIES, JobLimits, parse_job
 from worker.errors import InputError
-from worker.gate import DEFAULT_ORDER, gate_settings
-from worker.jobspec import parse_job
+from worker.gate import GateSettings
+from worker.settings import Settings
+
+LIMITS = JobLimits.from_settings(Settings())
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("GATE", "MAX_ATTEMPTS", "MAX_SECONDS", "STRATEGIES", "TEMPERATURE"):
         monkeypatch.delenv(f"DYNAQUANT_QUALITY_{var}", raising=False)
-    settings = gate_settings()
-    assert settings.enabled and settings.max_attempts == 3 and settings.max_seconds == 30.0
-    assert settings.order == DEFAULT_ORDER and settings.temperature == 0.7
+    gate = GateSettings.from_settings(Settings())
+    assert gate.enabled and gate.max_attempts == 3 and gate.max_seconds == 30.0
+    assert gate.order == RETRY_STRATEGIES and gate.temperature == 0.7
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -22,29 +26,39 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DYNAQUANT_QUALITY_MAX_ATTEMPTS", "5")
     monkeypatch.setenv("DYNAQUANT_QUALITY_MAX_SECONDS", "12.5")
     monkeypatch.setenv("DYNAQUANT_QUALITY_STRATEGIES", "sample, escalate")
-    settings = gate_settings()
-    assert not settings.enabled and settings.max_attempts == 5 and settings.max_seconds == 12.5
-    assert settings.order == ("sample", "escalate")
+    monkeypatch.setenv("DYNAQUANT_PART_MAX_CHARS", "900")
+    settings = Settings()
+    gate = GateSettings.from_settings(settings)
+    assert not gate.enabled and gate.max_attempts == 5 and gate.max_seconds == 12.5
+    assert gate.order == ("sample", "escalate") and settings.part_max_chars == 900
+
+
+def test_a_job_switches_the_gate_off_but_never_on() -> None:
+    assert not GateSettings.from_settings(Settings(), job_wants_it=False).enabled
+    assert not GateSettings.from_settings(Settings(quality_gate=False), job_wants_it=True).enabled
 
 
 @pytest.mark.parametrize(
-    ("var", "value", "message"),
+    ("var", "value"),
     [
-        ("DYNAQUANT_QUALITY_GATE", "maybe", "DYNAQUANT_QUALITY_GATE"),
-        ("DYNAQUANT_QUALITY_MAX_ATTEMPTS", "0", "DYNAQUANT_QUALITY_MAX_ATTEMPTS"),
-        ("DYNAQUANT_QUALITY_STRATEGIES", "escalate,guess", "allowed are escalate, resimplify, sample"),
+        ("DYNAQUANT_QUALITY_GATE", "maybe"),
+        ("DYNAQUANT_QUALITY_MAX_ATTEMPTS", "0"),
+        ("DYNAQUANT_QUALITY_STRATEGIES", "escalate,guess"),
+        ("DYNAQUANT_QUALITY_STRATEGIES", " , "),
+        ("DYNAQUANT_PART_MAX_CHARS", "10"),
     ],
 )
-def test_bad_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str, message: str) -> None:
+def test_bad_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
     monkeypatch.setenv(var, value)
-    with pytest.raises(ValueError, match=message):
-        gate_settings()
+    with pytest.raises(ValidationError, match=var):
+        Settings()
 
 
 def test_quality_check_job_field() -> None:
     body = {"text": "Plants make food from light.", "grade_level": 4}
-    assert parse_job(body).quality_check is True
-    assert parse_job({**body, "quality_check": False}).quality_check is False
+    assert parse_job(body, LIMITS).quality_check is True
+    assert parse_job({**body, "quality_check": False}, LIMITS).quality_check is False
     with pytest.raises(InputError) as err:
-        parse_job({**body, "quality_check": "no"})
+        parse_job({**body, "quality_check": "no"}, LIMITS)
     assert err.value.field == "quality_check"
+    assert "true or false" in err.value.reason

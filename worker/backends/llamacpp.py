@@ -11,19 +11,14 @@ from typing import TYPE_CHECKING, Any
 from worker.backends.base import Generation, Message, Sampling, StopCheck
 from worker.errors import InputError, JobCancelled, ModelLoadError
 from worker.policy import BITS_PER_WEIGHT, GGUF_TYPES, LEVELS, RUNTIME_OVERHEAD_FRACTION, check_level
-from worker.settings import env_int
-from worker.variants import check_gguf, ensure_variant, existing_variant, gguf_metadata, thread_count
+from worker.settings import get_settings
+from worker.variants import check_gguf, ensure_variant, existing_variant, gguf_metadata
 
 if TYPE_CHECKING:
     from worker.registry import ModelSpec
 
 COMPUTE_BUFFER_BYTES = 48 * 1024 * 1024
 """llama.cpp's scratch buffers for a batch of 512 on CPU, beyond the weights and the KV cache."""
-
-
-def context_size() -> int:
-    """Context window in tokens: DYNAQUANT_N_CTX, default 4096 (a few-shot prompt plus an 8000-character text)."""
-    return env_int("DYNAQUANT_N_CTX", 4096, minimum=256)
 
 
 def kv_bytes_per_token(path: Path) -> int:
@@ -192,10 +187,11 @@ class LlamaCppBackend:
         n_threads: int | None = None,
         device: str = "cpu",
     ) -> None:
+        settings = get_settings()
         self.variants_dir = variants_dir
         self.device = device
-        self.n_ctx = context_size() if n_ctx is None else n_ctx
-        self.n_threads = thread_count() if n_threads is None else n_threads
+        self.n_ctx = settings.n_ctx if n_ctx is None else n_ctx
+        self.n_threads = settings.thread_count if n_threads is None else n_threads
 
     def supported_levels(self, spec: ModelSpec) -> tuple[str, ...]:
         """Every level, when the model has a GGUF file."""
