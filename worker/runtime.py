@@ -82,8 +82,11 @@ class WorkerRuntime:
         )
 
     def start(self) -> None:
-        """Begin publishing this worker's state."""
+        """Begin publishing this worker's state, and load the quality checker's word tables before the first job."""
         self.heartbeat.start()
+        from worker.quality import warm
+
+        warm()
 
     def stop(self) -> None:
         """Stop publishing and remove this worker from the status."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,10 +10,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import Readings
+from worker import quality
 from worker.contracts import JobResult, JobSpec, QualityReport
 from worker.model_loader import ModelLoader
 from worker.policy import Request
 from worker.registry import ModelSpec, Registry
+from worker.runtime import WorkerRuntime
 from worker.simplify import build_messages, clean_output, generate_once, simplify_text
 
 MODEL = "gemma-3-270m"
@@ -162,3 +165,18 @@ def test_the_bundled_base_model_keeps_the_few_shot_prompt(make_loader: MakeLoade
     loader, _ = make_loader()
     with loader.acquire(MODEL, Request(force_quantization="int4")) as lease:
         assert lease.model.chat_template is None
+
+
+def test_a_worker_loads_the_checkers_word_tables_when_it_starts(
+    make_loader: MakeLoader, make_runtime: Callable[..., WorkerRuntime]
+) -> None:
+    for table in (quality.zipf, quality.stem, quality._hyphenator):
+        table.cache_clear()
+    loader, _ = make_loader()
+    runtime = make_runtime(loader)
+    runtime.start()
+    assert quality.zipf.cache_info().currsize > 0, "word frequencies loaded before the first job"
+    assert quality.stem.cache_info().currsize > 0
+    started = time.perf_counter()
+    quality.check(VACCINES, "Vaccines teach the body to fight germs.", 6)
+    assert time.perf_counter() - started < 0.3, "the first check after start does not load tables"
