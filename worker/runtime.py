@@ -17,6 +17,7 @@ from worker.contracts import ClearReport, JobSummary, LoadReading, WorkerState
 from worker.jobs import JobStore
 from worker.probes import live_probes
 from worker.quantization import DynamicQuantizationManager, set_quantization_manager
+from worker.retry_stats import AdaptiveBudget
 from worker.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class WorkerRuntime:
             loader = ModelLoader(manager, settings=settings)
         self.loader = loader
         self.manager = loader.manager
+        self.retry_budget = AdaptiveBudget.from_settings(self.client, settings) if settings.quality_adaptive else None
         self.started_at = time.time()
         self.active_job: str | None = None
         self.last_job: JobSummary | None = None

@@ -151,6 +151,32 @@ class Settings(BaseSettings):
     quality_temperature: float = var(
         "DYNAQUANT_QUALITY_TEMPERATURE", 0.7, "sampling temperature of the `sample` strategy", ge=0.01, le=2.0
     )
+    quality_adaptive: bool = var(
+        "DYNAQUANT_QUALITY_ADAPTIVE",
+        True,
+        "`1`/`0`: skip retries on a model and level whose recent retries rarely pass (figures shared in Redis)",
+        shown="`1`",
+    )
+    quality_retry_window: int = var(
+        "DYNAQUANT_QUALITY_RETRY_WINDOW", 200, "recent retries per model and level the budget counts", ge=1
+    )
+    quality_retry_min_sample: int = var(
+        "DYNAQUANT_QUALITY_RETRY_MIN_SAMPLE", 20, "retries on record before the budget may skip any", ge=0
+    )
+    quality_retry_min_pass_rate: float = var(
+        "DYNAQUANT_QUALITY_RETRY_MIN_PASS_RATE",
+        0.10,
+        "share of recent retries that must pass for retries to go on",
+        ge=0,
+        le=1,
+    )
+    quality_explore_share: float = var(
+        "DYNAQUANT_QUALITY_EXPLORE_SHARE",
+        0.10,
+        "share of failing drafts retried anyway, so the figures stay current",
+        ge=0,
+        le=1,
+    )
     part_max_chars: int = var(
         "DYNAQUANT_PART_MAX_CHARS",
         700,

@@ -122,7 +122,9 @@ def execute(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], attemp
     try:
         spec = validated(JobSpec, payload)
         check_limits(spec, JobLimits.from_settings(runtime.settings))
-        result = done = simplify(runtime.loader, spec, watch).model_copy(update={"attempt": attempt})
+        result = done = simplify(runtime.loader, spec, watch, runtime.retry_budget).model_copy(
+            update={"attempt": attempt}
+        )
         if persist(f"store job {job_id}", lambda: store.succeed(job_id, done)) and done.reoptimized:
             persist("count a re-optimisation", store.count_reoptimization)
         outcome.update(status="succeeded", result=done.model_dump(mode="json"))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from tests.conftest import Readings
 from worker import quality
@@ -15,6 +16,8 @@ from worker.contracts import JobResult, JobSpec, QualityReport
 from worker.model_loader import ModelLoader
 from worker.policy import Request
 from worker.registry import ModelSpec, Registry
+from worker.retry_budget import RetryPolicy
+from worker.retry_stats import AdaptiveBudget, RetryStats
 from worker.runtime import WorkerRuntime
 from worker.simplify import build_messages, clean_output, generate_once, simplify_text
 
@@ -180,3 +183,42 @@ def test_a_worker_loads_the_checkers_word_tables_when_it_starts(
     started = time.perf_counter()
     quality.check(VACCINES, "Vaccines teach the body to fight germs.", 6)
     assert time.perf_counter() - started < 0.3, "the first check after start does not load tables"
+
+
+def seeded(stats: RetryStats, model: str, level: str, retries: int, passed: int) -> None:
+    """Put `retries` retry outcomes, `passed` of them passes, on record."""
+    stats.record(model, level, [True] * passed + [False] * (retries - passed))
+
+
+@pytest.mark.model
+def test_retries_are_skipped_where_they_rarely_pass_and_the_result_says_why(
+    make_loader: MakeLoader, worker_redis: redis.Redis
+) -> None:
+    loader, _ = make_loader()
+    stats = RetryStats(worker_redis, window=200)
+    seeded(stats, MODEL, "int2", retries=40, passed=1)
+    skip = AdaptiveBudget(stats, RetryPolicy(min_sample=20, min_pass_rate=0.10, explore_share=0.0))
+    result = simplify_text(loader, job(VACCINES, 6, "Biology", force_quantization="int2"), budget=skip)
+    assert assert_quality(result.quality, 6).verdict == "needs_review"
+    assert len(result.attempts) == 1 and result.gate is not None and result.gate.retries == 0
+    assert result.gate.retries_skipped is not None
+    assert result.gate.retries_skipped.startswith("retries skipped: 1 of 40 recent retries on gemma-3-270m at int2")
+    assert stats.counts(MODEL, "int2").retries == 40, "a skipped retry adds nothing to the figures"
+
+    explore = AdaptiveBudget(stats, RetryPolicy(min_sample=20, min_pass_rate=0.10, explore_share=1.0))
+    explored = simplify_text(loader, job(VACCINES, 6, "Biology", force_quantization="int2"), budget=explore)
+    assert explored.gate is not None and explored.gate.retries >= 1 and explored.gate.retries_skipped is None
+    after = stats.counts(MODEL, "int2")
+    assert after.retries == 40 + explored.gate.retries, "every exploring retry is on record, shared in Redis"
+    assert after.passed == 1 + sum(a.verdict == "pass" for a in explored.attempts[1:])
+
+
+@pytest.mark.model
+def test_retries_go_on_while_the_figures_are_learnt(make_loader: MakeLoader, worker_redis: redis.Redis) -> None:
+    loader, _ = make_loader()
+    stats = RetryStats(worker_redis, window=200)
+    learning = AdaptiveBudget(stats, RetryPolicy(min_sample=20, min_pass_rate=0.10, explore_share=0.0))
+    result = simplify_text(loader, job(VACCINES, 6, "Biology", force_quantization="int2"), budget=learning)
+    assert result.attempts[0].verdict == "needs_review" and result.gate is not None
+    assert result.gate.retries >= 1, "with nothing on record the failing draft is retried"
+    assert stats.counts(MODEL, "int2").retries == result.gate.retries

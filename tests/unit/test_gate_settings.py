@@ -45,6 +45,7 @@ def test_a_job_switches_the_gate_off_but_never_on() -> None:
         ("DYNAQUANT_QUALITY_MAX_ATTEMPTS", "0"),
         ("DYNAQUANT_QUALITY_STRATEGIES", "escalate,guess"),
         ("DYNAQUANT_QUALITY_STRATEGIES", " , "),
+        ("DYNAQUANT_QUALITY_EXPLORE_SHARE", "1.5"),
         ("DYNAQUANT_PART_MAX_CHARS", "10"),
     ],
 )
