@@ -21,6 +21,7 @@ from webapp.idempotency import idempotency_key, release, settled
 from webapp.queueing import check_room, enqueue
 from worker.contracts import (
     TERMINAL,
+    VERDICTS,
     BatchAccepted,
     BatchRecord,
     BatchRequest,
@@ -30,6 +31,7 @@ from worker.contracts import (
     JobRecord,
     JobRequest,
     JobStatus,
+    Verdict,
     parse_batch,
     parse_job,
 )
@@ -47,6 +49,11 @@ class ListQuery(BaseModel):
     """GET /jobs's query."""
 
     limit: int = Field(50, ge=1, le=RECENT_KEEP, description="how many jobs, newest first")
+    verdict: Verdict | None = Field(
+        None,
+        description=f"only succeeded jobs whose quality verdict is this (pass or needs_review), among the latest "
+        f"{RECENT_KEEP} jobs",
+    )
 
 
 def _accepted(body: BaseModel, location: str, replayed: bool) -> ResponseReturnValue:
@@ -150,15 +157,24 @@ def get_job(job_id: str) -> ResponseReturnValue:
     return _record("job", job_id, get_store().get)
 
 
+def _one_value(name: str, default: str) -> str:
+    """A query parameter's value (given twice: both, comma-joined, so the error shows what came)."""
+    given = request.args.getlist(name)
+    return given[0] if len(given) == 1 else (default if not given else ",".join(given))
+
+
 @bp.get("/jobs")
 @documented("listJobs", (400, 414), inputs={"query": ListQuery}, HTTP_200=(JobList, "Jobs."))
 def list_jobs() -> ResponseReturnValue:
-    """The latest jobs, newest first."""
-    given = request.args.getlist("limit")
-    raw = given[0] if len(given) == 1 else ("50" if not given else ",".join(given))
+    """The latest jobs, newest first; `verdict` keeps the succeeded jobs whose quality verdict it names."""
+    raw = _one_value("limit", "50")
     if not DIGITS.fullmatch(raw) or not 1 <= int(raw) <= RECENT_KEEP:
         raise ApiError(400, "invalid_input", f"limit: must be an integer from 1 to {RECENT_KEEP}, got {raw!r}", "limit")
-    jobs = get_store().recent(int(raw))
+    verdict = _one_value("verdict", "") or None
+    if verdict is not None and verdict not in VERDICTS:
+        allowed = ", ".join(VERDICTS)
+        raise ApiError(400, "invalid_input", f"verdict: must be one of {allowed}, got {verdict!r}", "verdict")
+    jobs = get_store().recent(int(raw), verdict)
     return jsonify(JobList(jobs=jobs, count=len(jobs)).model_dump(mode="json"))
 
 

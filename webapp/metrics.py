@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from worker.contracts import MIB, WorkerState
-from worker.jobs import COUNTS_KEY, LATENCY_BUCKETS, LATENCY_KEY, LEVELS_KEY, REOPT_KEY, STATUSES
+from worker.jobs import COUNTS_KEY, LATENCY_BUCKETS, LATENCY_KEY, LEVELS_KEY, REOPT_KEY, STATUSES, VERDICTS_KEY
 from worker.queues import jobs_running, queue_depth_by_priority
 from worker.status import live_workers
 
@@ -72,12 +72,24 @@ class RedisCollector(Collector):
         for level, value in sorted(_decode_hash(self.client.hgetall(LEVELS_KEY)).items()):
             levels.add_metric([level], _float(value))
         yield levels
+        yield self._verdicts()
         raw = self.client.get(REOPT_KEY)
         yield CounterMetricFamily(
             "dynaquant_reoptimizations",
             "Times a worker reloaded a model at another level.",
             value=_float(raw.decode() if isinstance(raw, bytes) else raw),
         )
+
+    def _verdicts(self) -> Metric:
+        verdicts = CounterMetricFamily(
+            "dynaquant_jobs_by_verdict",
+            "Succeeded jobs by the verdict of their quality report and the level the job ran at.",
+            labels=["verdict", "level"],
+        )
+        for key, value in sorted(_decode_hash(self.client.hgetall(VERDICTS_KEY)).items()):
+            verdict, _, level = key.partition("|")
+            verdicts.add_metric([verdict, level], _float(value))
+        return verdicts
 
     def _workers(self, workers: list[WorkerState]) -> Iterator[Metric]:
         yield GaugeMetricFamily("dynaquant_workers_alive", "Workers with a fresh heartbeat.", value=len(workers))

@@ -549,6 +549,11 @@ class JobList(BaseModel):
     count: int
 
 
+def verdict_of(result: JobResult | None) -> Verdict | None:
+    """The quality verdict of a job's result, when it has one."""
+    return result.quality.verdict if result is not None and result.quality is not None else None
+
+
 class Cancelled(BaseModel):
     """The answer to a cancelled job."""
 
@@ -571,6 +576,9 @@ class BatchRecord(BaseModel):
     created_at: float
     total: int
     counts: dict[str, int]
+    verdicts: dict[str, int] = Field(
+        default_factory=dict, description="succeeded jobs by the verdict of their quality report (pass, needs_review)"
+    )
     done: bool
     jobs: list[BatchEntry]
 

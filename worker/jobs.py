@@ -18,6 +18,7 @@ import redis
 
 from worker.contracts import (
     TERMINAL,
+    VERDICTS,
     BatchEntry,
     BatchRecord,
     JobError,
@@ -25,6 +26,7 @@ from worker.contracts import (
     JobResult,
     JobSpec,
     JobStatus,
+    verdict_of,
 )
 from worker.settings import get_settings
 
@@ -38,6 +40,8 @@ COUNTS_KEY = "dq:metrics:jobs_total"
 LATENCY_KEY = "dq:metrics:latency"
 LEVELS_KEY = "dq:metrics:jobs_by_level"
 REOPT_KEY = "dq:metrics:reoptimizations"
+VERDICTS_KEY = "dq:metrics:jobs_by_verdict"
+"""Succeeded jobs by quality verdict and level: fields '<verdict>|<level>'."""
 RECENT_KEEP = 500
 LATENCY_BUCKETS: tuple[float, ...] = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 
@@ -217,22 +221,29 @@ class JobStore:
             for job_id, job in zip(job_ids, self.get_many(job_ids), strict=True)
         ]
         counts = dict.fromkeys(STATUSES, 0)
+        verdicts: dict[str, int] = dict.fromkeys(VERDICTS, 0)
         for entry in entries:
             counts[entry.status] = counts.get(entry.status, 0) + 1
+            if (verdict := verdict_of(entry.result)) is not None:
+                verdicts[verdict] += 1
         return BatchRecord(
             batch_id=batch_id,
             created_at=float(record["created_at"]),
             total=len(job_ids),
             counts=counts,
+            verdicts=verdicts,
             done=all(e.status in TERMINAL or e.status == "expired" for e in entries),
             jobs=entries,
         )
 
-    def recent(self, limit: int = 50) -> list[JobRecord]:
-        """The latest jobs, newest first."""
-        raw: list[Any] = self.client.zrevrange(RECENT_KEY, 0, limit - 1)
+    def recent(self, limit: int = 50, verdict: str | None = None) -> list[JobRecord]:
+        """The latest jobs, newest first; with a verdict, the latest succeeded jobs whose quality report has it."""
+        raw: list[Any] = self.client.zrevrange(RECENT_KEY, 0, (limit if verdict is None else RECENT_KEEP) - 1)
         ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw]
-        return [job for job in self.get_many(ids) if job]
+        jobs = [job for job in self.get_many(ids) if job]
+        if verdict is None:
+            return jobs
+        return [job for job in jobs if verdict_of(job.result) == verdict][:limit]
 
     def remember_idempotency(self, key: str, value: str) -> str:
         """Bind a client's Idempotency-Key to a job or batch id; returns the id bound first."""
@@ -269,6 +280,8 @@ class JobStore:
         pipe.hincrby(LATENCY_KEY, "+Inf", 1)
         pipe.hincrbyfloat(LATENCY_KEY, "sum", latency)
         pipe.hincrby(LEVELS_KEY, result.level, 1)
+        if (verdict := verdict_of(result)) is not None:
+            pipe.hincrby(VERDICTS_KEY, f"{verdict}|{result.level}", 1)
         pipe.execute()
 
 
