@@ -18,6 +18,9 @@ from worker.settings import get_settings
 FIELDS: tuple[str, ...] = tuple(JobFields.model_fields)
 INTEGER_FIELDS: tuple[str, ...] = ("grade_level", "priority", "max_tokens")
 TEXT_FIELDS: tuple[str, ...] = ("text", "subject")
+BOOLEAN_FIELDS: tuple[str, ...] = ("quality_check",)
+BOOLEAN_CELLS: dict[str, bool] = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+"""How a CSV cell spells a yes/no field (any case); anything else is sent as given and named in the error."""
 CSV_SUFFIXES = frozenset({".csv"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
 SHOWN_PROBLEMS = 20
@@ -104,6 +107,8 @@ def _typed_csv(row: Mapping[str, Any]) -> dict[str, Any]:
         if name in INTEGER_FIELDS:
             with contextlib.suppress(ValueError):  # validation names the field and shows the bad value
                 value = int(value)
+        elif name in BOOLEAN_FIELDS:
+            value = BOOLEAN_CELLS.get(value.lower(), value)
         typed[name] = value
     return typed
 

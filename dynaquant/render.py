@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from worker.contracts import JobRecord, QueueSummary, StatusView, WorkerState, gib
+from worker.contracts import JobRecord, QualityReport, QueueSummary, StatusView, WorkerState, gib
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -62,6 +62,16 @@ def _seconds(start: float | None, end: float | None) -> str | None:
     return f"{end - start:.2f} s" if start is not None and end is not None else None
 
 
+def quality_lines(report: QualityReport | None) -> list[str]:
+    """The quality verdict, the grade against the target and the reasons, as indented lines."""
+    if report is None:
+        return []
+    grade = f"{report.grade:.1f}" if report.grade is not None else "-"
+    lines = [f"  quality:  {report.verdict.replace('_', ' ')}; grade {grade} for a grade-{report.target_grade} target"]
+    lines += [f"    - {reason}" for reason in report.reasons]
+    return lines
+
+
 def job_text(body: dict[str, Any]) -> str:
     """One job as a few readable lines: status, request, timing, result or error."""
     job = JobRecord.model_validate(body)
@@ -87,8 +97,10 @@ def job_text(body: dict[str, Any]) -> str:
             f"  level:    {job.result.level} ({job.result.backend}); {job.result.tokens_out} tokens in "
             f"{job.result.generation_seconds:.2f} s; readability grade {grade}"
         )
+        lines += quality_lines(job.result.quality)
         lines.append("  text:")
-        lines += textwrap.wrap(job.result.text, 96, initial_indent="    ", subsequent_indent="    ")
+        for paragraph in job.result.text.split("\n\n"):
+            lines += textwrap.wrap(paragraph, 96, initial_indent="    ", subsequent_indent="    ")
     if job.error is not None:
         lines.append(f"  error:    {job.error.code}: {job.error.message}")
     return "\n".join(lines)

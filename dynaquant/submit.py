@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from dynaquant.api import ServiceClient, ServiceError
 from dynaquant.jobfile import JobLine
 from dynaquant.progress import ProgressBar
-from worker.contracts import TERMINAL
+from worker.contracts import TERMINAL, VERDICTS
 
 ITEM_FIELD = re.compile(r"^items\[(\d+)\]\.?(.*)$")
 DONE = TERMINAL | {"expired"}
@@ -42,6 +42,15 @@ class Outcome:
         counts: dict[str, int] = {}
         for entry in self.entries:
             counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+        return counts
+
+    def verdicts(self) -> dict[str, int]:
+        """Succeeded jobs per quality verdict (pass, needs_review)."""
+        counts: dict[str, int] = dict.fromkeys(VERDICTS, 0)
+        for entry in self.entries:
+            verdict = (entry.get("quality") or {}).get("verdict")
+            if verdict in counts:
+                counts[verdict] += 1
         return counts
 
 
@@ -94,7 +103,11 @@ def collect(client: ServiceClient, batch: dict[str, Any], jobs: list[JobLine]) -
     for job_line, entry in zip(jobs, batch.get("jobs") or [], strict=False):
         out: dict[str, Any] = {"line": job_line.line, "job_id": entry["job_id"], "status": entry["status"]}
         if entry["status"] == "succeeded":
-            out["result"] = entry.get("result")
+            result = entry.get("result") or {}
+            out["result"] = result
+            if result.get("quality") is not None:
+                out["verdict"] = result["quality"]["verdict"]
+                out["quality"] = result["quality"]
         elif entry["status"] in DONE:
             record = client.job(entry["job_id"]) if entry["status"] != "expired" else {}
             out["error"] = record.get("error") or {"code": entry["status"], "message": f"the job {entry['status']}"}
@@ -137,9 +150,14 @@ def run_batch(
 def summary(outcome: Outcome, seconds: float, out: Path | None) -> str:
     """One closing line for stderr."""
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts().items()))
+    verdicts = outcome.verdicts()
+    quality = f"; quality: {verdicts['pass']} pass, {verdicts['needs_review']} needs review"
     where = f"; results in {out}" if out else ""
     late = "; stopped waiting (--timeout), unfinished jobs keep running" if outcome.timed_out else ""
-    return f"batch {outcome.batch_id}: {plural(len(outcome.entries), 'job')}, {counts} in {seconds:.1f} s{where}{late}"
+    return (
+        f"batch {outcome.batch_id}: {plural(len(outcome.entries), 'job')}, {counts} in {seconds:.1f} s"
+        f"{quality}{where}{late}"
+    )
 
 
 def submit_file(

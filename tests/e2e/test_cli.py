@@ -60,6 +60,11 @@ def test_jsonl_batch_of_ten_then_status_and_job(service: Service, tmp_path: Path
     assert all(r["status"] == "succeeded" and r["result"]["text"].strip() for r in rows), rows
     assert all(r["result"]["level"] in LEVELS and r["job_id"] for r in rows)
     assert "10/10 done" in done.stderr and "10 succeeded" in done.stderr
+    for row in rows:  # the quality report of each output, on its line
+        assert row["verdict"] in ("pass", "needs_review") and row["quality"] == row["result"]["quality"]
+        assert row["quality"]["target_grade"] == row["result"]["grade_level"]
+    passed = sum(r["verdict"] == "pass" for r in rows)
+    assert f"quality: {passed} pass, {10 - passed} needs review" in done.stderr
 
     status = dynaquant(service, "status", "--url", service.base_url)
     assert status.returncode == 0, status.stderr
@@ -67,6 +72,7 @@ def test_jsonl_batch_of_ten_then_status_and_job(service: Service, tmp_path: Path
 
     job = dynaquant(service, "job", rows[0]["job_id"])
     assert job.returncode == 0 and "succeeded" in job.stdout and rows[0]["result"]["level"] in job.stdout
+    assert f"quality:  {rows[0]['verdict'].replace('_', ' ')}; grade" in job.stdout
     raw = dynaquant(service, "job", rows[0]["job_id"], "--json")
     assert json.loads(raw.stdout)["result"]["text"] == rows[0]["result"]["text"]
 
@@ -110,10 +116,10 @@ def test_csv_file_and_the_async_client(service: Service, tmp_path: Path) -> None
     service.start_web()
     table = tmp_path / "texts.csv"
     table.write_text(
-        "text,grade_level,subject,task_priority,max_tokens\n"
-        f'"{TEXTS[0]}",5,Science,speed,16\n'
-        f'"{TEXTS[1]}, in short",7,History,,16\n'
-        f'"{TEXTS[3]}",4,Economics,quality,16\n',
+        "text,grade_level,subject,task_priority,max_tokens,quality_check\n"
+        f'"{TEXTS[0]}",5,Science,speed,16,false\n'
+        f'"{TEXTS[1]}, in short",7,History,,16,\n'
+        f'"{TEXTS[3]}",4,Economics,quality,16,TRUE\n',
         encoding="utf-8",
     )
     out = tmp_path / "csv-results.jsonl"
@@ -122,6 +128,9 @@ def test_csv_file_and_the_async_client(service: Service, tmp_path: Path) -> None
     rows = results(out)
     assert [r["line"] for r in rows] == [2, 3, 4]
     assert all(r["status"] == "succeeded" and r["result"]["text"].strip() for r in rows)
+    gates = [r["result"]["gate"] for r in rows]
+    assert [g["enabled"] for g in gates] == [False, True, True], "quality_check false switched the gate off"
+    assert gates[0]["drafts"] == 1 and rows[0]["quality"]["verdict"] in ("pass", "needs_review")
 
     async def simplify_two() -> list[dict]:
         client = get_unified_client(url=service.base_url)

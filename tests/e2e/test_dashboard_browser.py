@@ -98,10 +98,24 @@ def test_dashboard_shows_the_worker_runs_a_text_clears_the_cache_and_sees_the_wo
     row = page.locator(f'#jobs-body tr[data-job-id="{job["job_id"]}"]')
     row.wait_for(timeout=WAIT_MS)
     assert level in row.inner_text()
+    report = job["result"]["quality"]
+    assert row.locator(".quality").get_attribute("data-verdict") == report["verdict"]
+    assert f"{report['grade']:.1f} for 5" in row.locator(".grade-vs-target").inner_text()
+    assert row.locator(".reasons li").all_inner_texts() == report["reasons"]
     assert page.locator("#level-chart circle.job-dot").count() >= 1  # seeded from recent jobs
     assert page.locator("#queue-chart svg").count() == 1
     assert page.locator("#banner").is_hidden()
     shot(page, "dashboard.png")
+
+    page.select_option("#jobs-verdict", "needs_review")
+    page.locator("#jobs-filter-note", has_text="with this verdict").wait_for(timeout=WAIT_MS)
+    shown = page.locator("#jobs-body tr[data-job-id]")
+    verdicts = [shown.nth(i).locator(".quality").get_attribute("data-verdict") for i in range(shown.count())]
+    assert set(verdicts) <= {"needs_review"}, "the filter shows only jobs that need review"
+    assert (row.count() == 1) == (report["verdict"] == "needs_review")
+    shot(page, "dashboard-needs-review.png")
+    page.select_option("#jobs-verdict", "")
+    row.wait_for(timeout=WAIT_MS)
 
     page.fill("#f-text", TEXT)
     page.select_option("#f-grade", "4")
@@ -113,6 +127,7 @@ def test_dashboard_shows_the_worker_runs_a_text_clears_the_cache_and_sees_the_wo
     page.locator("#result").wait_for(state="visible", timeout=60_000)
     assert page.locator("#result-text").inner_text().strip()
     assert page.locator("#result-facts .level").inner_text() in ("fp16", "int8", "int4", "int2")
+    assert page.locator("#result-facts .quality").get_attribute("data-verdict") in ("pass", "needs_review")
     assert page.locator("#form-status").inner_text() == "Done."
     shot(page, "dashboard-result.png")
 

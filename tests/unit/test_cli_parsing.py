@@ -80,6 +80,16 @@ def test_csv_types_cells_and_counts_lines_across_quoted_newlines() -> None:
     assert jobs[1].job == {"text": "multi\nline", "grade_level": 6, "priority": 0}
 
 
+def test_csv_quality_check_cells_are_true_or_false() -> None:
+    text = "text,grade_level,quality_check\na,5,false\nb,5,TRUE\nc,5,0\nd,5,yes\ne,5,\n"
+    jobs = parse_text(text, "csv")
+    assert [j.job.get("quality_check") for j in jobs] == [False, True, False, True, None]
+    assert problems("text,grade_level,quality_check\nx,5,maybe\n", "csv") == [
+        "line 2: quality_check must be true or false: check the result's quality and retry a failing draft "
+        "(default true; DYNAQUANT_QUALITY_GATE=0 switches retries off for every job); got 'maybe'"
+    ]
+
+
 def test_csv_unknown_column_and_extra_cells() -> None:
     assert problems("text,grade,subject\nx,5,Art\n", "csv") == [
         "line 1: unknown column 'grade'; allowed columns are text, grade_level, subject, task_priority, "

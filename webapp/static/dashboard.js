@@ -24,6 +24,10 @@ const state = {
   timer: null,
 };
 
+function verdictFilter() {
+  return $("jobs-verdict").value;
+}
+
 function token() {
   return $("f-token").value.trim() || null;
 }
@@ -111,7 +115,7 @@ async function refresh() {
   const now = Date.now();
   const [statusAnswer, jobsAnswer] = await Promise.allSettled([
     api("/api/v1/quantization/status"),
-    api(`/api/v1/jobs?limit=${JOBS_FETCHED}`),
+    api(`/api/v1/jobs?limit=${JOBS_FETCHED}${verdictFilter() ? `&verdict=${verdictFilter()}` : ""}`),
   ]);
   const status = statusAnswer.status === "fulfilled" ? statusAnswer.value : null;
   if (status) {
@@ -131,7 +135,9 @@ async function refresh() {
   if (jobsAnswer.status === "fulfilled") {
     const jobs = Array.isArray(jobsAnswer.value.jobs) ? jobsAnswer.value.jobs : [];
     recordJobs(jobs);
-    renderJobs($("jobs-body"), jobs.slice(0, JOBS_SHOWN));
+    const filtered = verdictFilter();
+    renderJobs($("jobs-body"), jobs.slice(0, JOBS_SHOWN), filtered ? `No recent job with verdict ${filtered.replace("_", " ")}.` : "No job yet.");
+    $("jobs-filter-note").textContent = filtered ? `${jobs.length} recent job${jobs.length === 1 ? "" : "s"} with this verdict` : "";
   }
   prune(now);
   renderQueue(now, status);
@@ -252,6 +258,7 @@ function start() {
   tokenInput.addEventListener("change", () => sessionStorage.setItem(TOKEN_KEY, tokenInput.value.trim()));
   $("simplify-form").addEventListener("submit", onSubmit);
   $("clear-cache").addEventListener("click", onClearCache);
+  $("jobs-verdict").addEventListener("change", loop);
   loop();
 }
 

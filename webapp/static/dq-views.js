@@ -85,6 +85,23 @@ export function renderWorkers(container, workers, emptyMessage) {
   fill(container, workers.map(workerCard));
 }
 
+const VERDICT_WORDS = { pass: "pass", needs_review: "needs review" };
+
+export function gradeVsTarget(report) {
+  if (!report || !isNumber(report.grade)) return "–";
+  const error = isNumber(report.grade_error) ? report.grade_error : report.grade - report.target_grade;
+  return `${report.grade.toFixed(1)} for ${text(report.target_grade)} (${error >= 0 ? "+" : ""}${error.toFixed(1)})`;
+}
+
+export function verdictView(report) {
+  if (!report || typeof report !== "object") return el("span", { class: "muted", text: "–" });
+  const verdict = text(report.verdict);
+  const reasons = Array.isArray(report.reasons) ? report.reasons : [];
+  return el("div", { class: "quality", "data-verdict": verdict },
+    el("span", { class: `verdict verdict-${verdict}`, text: VERDICT_WORDS[verdict] || verdict }),
+    reasons.length ? el("ul", { class: "reasons" }, reasons.map((r) => el("li", { text: text(r) }))) : null);
+}
+
 function jobRow(job) {
   const request = job.request && typeof job.request === "object" ? job.request : {};
   const result = job.result && typeof job.result === "object" ? job.result : null;
@@ -98,13 +115,14 @@ function jobRow(job) {
     el("td", { text: text(request.subject) }),
     el("td", {}, levelBadge(result && result.level)),
     el("td", { class: "num", text: seconds(latency(job)) }),
-    el("td", { class: "num", text: result && isNumber(result.readability_grade) ? result.readability_grade.toFixed(1) : "–" }),
+    el("td", { class: "num grade-vs-target", text: result ? gradeVsTarget(result.quality) : "–" }),
+    el("td", {}, verdictView(result && result.quality)),
     el("td", { class: "snippet", title: full, text: shown }));
 }
 
-export function renderJobs(tbody, jobs) {
+export function renderJobs(tbody, jobs, emptyMessage = "No job yet.") {
   if (!jobs.length) {
-    fill(tbody, el("tr", {}, el("td", { colspan: 8, class: "empty", text: "No job yet." })));
+    fill(tbody, el("tr", {}, el("td", { colspan: 9, class: "empty", text: emptyMessage })));
     return;
   }
   fill(tbody, jobs.map(jobRow));
@@ -118,7 +136,8 @@ export function renderResult(textNode, factsNode, job) {
     ["Model", `${text(result.model)} (${text(result.backend)})`],
     ["Latency", seconds(latency(job))],
     ["Generation", `${text(result.tokens_out)} tokens in ${seconds(result.generation_seconds)}`],
-    ["Readability grade", isNumber(result.readability_grade) ? result.readability_grade.toFixed(1) : "–"],
+    ["Grade vs target", gradeVsTarget(result.quality)],
+    ["Quality", verdictView(result.quality)],
     ["Job", text(job.job_id)],
   ].map(([term, value]) => [el("dt", { text: term }), el("dd", {}, value)]));
 }
