@@ -21,6 +21,11 @@ from worker.policy import Thresholds
 
 BUNDLED_MODEL = "gemma-3-270m"
 BOUND_SYMBOLS: tuple[tuple[str, str], ...] = (("ge", ">="), ("gt", ">"), ("le", "<="))
+CHAPTER_PARAGRAPHS = 20
+CHAPTER_PARAGRAPH_CHARS = 900
+CHAPTER_CHARS = 20_000
+"""The default text limit: a chapter of CHAPTER_PARAGRAPHS paragraphs of CHAPTER_PARAGRAPH_CHARS characters (18,000
+with the blank lines between them), with room to spare."""
 VISIBILITY_MARGIN_SECONDS = 120
 """How much longer than the time limit a job may be out before Redis hands it out again, by default."""
 
@@ -89,7 +94,13 @@ class Settings(BaseSettings):
         ge=1,
     )
     n_ctx: int = var("DYNAQUANT_N_CTX", 4096, "llama.cpp context length (tokens)", ge=256)
-    max_text_chars: int = var("DYNAQUANT_MAX_TEXT_CHARS", 8000, "longest text accepted (characters)", ge=1)
+    max_text_chars: int = var(
+        "DYNAQUANT_MAX_TEXT_CHARS",
+        CHAPTER_CHARS,
+        f"longest text accepted (characters): a school chapter of {CHAPTER_PARAGRAPHS} paragraphs of about "
+        f"{CHAPTER_PARAGRAPH_CHARS} characters fits",
+        ge=1,
+    )
     max_tokens: int = var("DYNAQUANT_MAX_TOKENS", 512, "most new tokens a job may ask for", ge=1)
     default_max_tokens: int = var(
         "DYNAQUANT_DEFAULT_MAX_TOKENS", 160, "new tokens for a job that does not say (capped by the limit)", ge=1

@@ -25,6 +25,19 @@ PARAGRAPHS = [
     "respiration to generate adenosine triphosphate, which is used throughout the cell as energy.",
 ]
 SUBJECTS = ["Science", "History", "Geography", "Economics", "Biology"]
+DOCUMENT = "\n\n".join(
+    [
+        "The Moon is Earth's only natural satellite. It orbits our planet at an average distance of about "
+        "384,000 kilometres and reflects the light of the Sun.",
+        "Volcanoes form where molten rock from deep inside the Earth reaches the surface. When pressure builds, "
+        "lava, ash and gas can erupt with great force.",
+        "Honeybees live in colonies ruled by a single queen. Worker bees gather nectar from flowers and turn it "
+        "into honey, which feeds the colony through the winter.",
+        "A thermometer measures temperature. In many thermometers a liquid expands when it is heated and rises "
+        "inside a narrow glass tube marked with a scale.",
+    ]
+)
+TOPICS = ("moon", "volcano", "bee", "thermometer")
 
 
 def submit(svc: Service, **job: object) -> str:
@@ -182,3 +195,31 @@ def test_dynaquant_up_serves_flowers_api_on_localhost(service: Service) -> None:
         "Flower's API to list the worker",
     )
     assert any(name.startswith("worker1@") for name in workers), workers
+
+
+def test_a_four_paragraph_document_comes_back_as_four_paragraphs_each_with_a_report(service: Service) -> None:
+    service.start_worker()
+    service.start_web()
+    job = service.wait_job(submit(service, text=DOCUMENT, grade_level=5, max_tokens=64), timeout=300)
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    paragraphs = result["text"].split("\n\n")
+    assert len(paragraphs) == 4 and all(p.strip() for p in paragraphs), result["text"]
+    for text, topic in zip(paragraphs, TOPICS, strict=True):
+        assert topic in text.lower(), f"the paragraph about {topic!r} kept its subject: {text!r}"
+    assert [p["index"] for p in result["paragraphs"]] == [1, 2, 3, 4]
+    assert [p["text"] for p in result["paragraphs"]] == paragraphs
+    for paragraph in result["paragraphs"]:
+        report = paragraph["quality"]
+        assert report["target_grade"] == 5 and report["verdict"] in ("pass", "needs_review")
+        assert bool(report["reasons"]) == (report["verdict"] == "needs_review")
+    every_pass = all(p["quality"]["verdict"] == "pass" for p in result["paragraphs"])
+    assert (result["quality"]["verdict"] == "pass") == every_pass
+    assert {a["paragraph"] for a in result["attempts"]} == {1, 2, 3, 4}
+
+    too_long = "\n\n".join([DOCUMENT] * 40)
+    response = requests.post(service.url("/api/v1/jobs"), json={"text": too_long, "grade_level": 5}, timeout=10)
+    assert response.status_code == 400 and response.json()["error"]["field"] == "text"
+    assert "DYNAQUANT_MAX_TEXT_CHARS" in response.json()["error"]["message"]
+    listed = requests.get(service.url("/api/v1/jobs"), timeout=5).json()
+    assert [j["job_id"] for j in listed["jobs"]] == [job["job_id"]], "the refused text queued nothing, lost nothing"

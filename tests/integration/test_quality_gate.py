@@ -11,15 +11,18 @@ import pytest
 import redis
 
 from tests.conftest import Readings
-from worker import quality
+from worker import gate, quality
+from worker.backends.base import Sampling
 from worker.contracts import JobResult, JobSpec, QualityReport
+from worker.errors import JobCancelled
+from worker.gate import Draft, GateSettings
 from worker.model_loader import ModelLoader
 from worker.policy import Request
 from worker.registry import ModelSpec, Registry
 from worker.retry_budget import RetryPolicy
 from worker.retry_stats import AdaptiveBudget, RetryStats
 from worker.runtime import WorkerRuntime
-from worker.simplify import build_messages, clean_output, generate_once, simplify_text
+from worker.simplify import build_messages, clean_output, generate_once, make_drafter, simplify_text
 
 MODEL = "gemma-3-270m"
 MakeLoader = Callable[..., tuple[ModelLoader, Readings]]
@@ -222,3 +225,19 @@ def test_retries_go_on_while_the_figures_are_learnt(make_loader: MakeLoader, wor
     assert result.attempts[0].verdict == "needs_review" and result.gate is not None
     assert result.gate.retries >= 1, "with nothing on record the failing draft is retried"
     assert stats.counts(MODEL, "int2").retries == result.gate.retries
+
+
+@pytest.mark.model
+def test_a_job_past_its_time_limit_stops_between_attempts(make_loader: MakeLoader) -> None:
+    loader, _ = make_loader()
+    inner = make_drafter(loader, MODEL, 6, "Biology", 48)
+    drafts: list[Draft] = []
+
+    def drafter(text: str, request: Request, sampling: Sampling | None) -> Draft:
+        drafts.append(inner(text, request, sampling))
+        return drafts[-1]
+
+    settings = GateSettings.from_settings(loader.settings)
+    with pytest.raises(JobCancelled):  # the time limit (or a cancel) turned should_stop true during the draft
+        gate.run(VACCINES, 6, drafter, Request(force_quantization="int2"), settings, should_stop=lambda: bool(drafts))
+    assert len(drafts) == 1, "no retry starts once the job must stop"

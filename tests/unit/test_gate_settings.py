@@ -63,3 +63,16 @@ def test_quality_check_job_field() -> None:
         parse_job({**body, "quality_check": "no"}, LIMITS)
     assert err.value.field == "quality_check"
     assert "true or false" in err.value.reason
+
+
+def test_a_twenty_paragraph_chapter_fits_the_text_limit_and_more_is_refused_naming_it() -> None:
+    paragraph = ("The river carries sand and mud down from the hills to the sea. " * 15)[:900].strip()
+    chapter = "\n\n".join([paragraph] * 20)
+    assert len(chapter) >= 17_900
+    spec = parse_job({"text": chapter, "grade_level": 6}, LIMITS)
+    assert spec.text.count("\n\n") == 19, "the paragraphs are kept"
+    too_long = "x" * (LIMITS.max_text_chars + 1)
+    with pytest.raises(InputError) as err:
+        parse_job({"text": too_long, "grade_level": 6}, LIMITS)
+    assert err.value.field == "text"
+    assert f"the limit is {LIMITS.max_text_chars} (DYNAQUANT_MAX_TEXT_CHARS)" in err.value.reason

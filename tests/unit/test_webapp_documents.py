@@ -45,7 +45,7 @@ def test_document_lists_models_and_limits(generated: dict[str, Any]) -> None:
     assert job["required"] == ["text", "grade_level"] and job["additionalProperties"] is False
     assert job["properties"]["model"]["enum"] == ["gemma-3-270m", "qwen-7b", "", None]
     assert job["properties"]["priority"]["maximum"] == 9
-    assert job["properties"]["text"]["maxLength"] == 8000 and job["properties"]["max_tokens"]["maximum"] == 512
+    assert job["properties"]["text"]["maxLength"] == 20000 and job["properties"]["max_tokens"]["maximum"] == 512
     schemas = doc["components"]["schemas"]
     assert schemas["BatchRequest"]["properties"]["items"]["maxItems"] == 12
     assert schemas["JobFields"]["properties"]["model"]["enum"] == ["gemma-3-270m", "qwen-7b", "", None]
