@@ -85,11 +85,11 @@ def truth(row: dict[str, Any]) -> dict[str, bool]:
 
 def flags(row: dict[str, Any]) -> dict[str, bool]:
     """Which problems the checker finds in the row's output."""
-    from worker.quality import check
+    from worker.quality import adds_content, check
 
     report = check(paragraph(row["pid"]).text, row["output"], row["grade_level"])
     return {
-        "invented": report.invented.flagged,
+        "invented": adds_content(report.invented),
         "invented_facts": bool(report.invented.facts),
         "copy": report.copied,
         "grade": not (report.grade_ok and report.vocabulary_ok),
