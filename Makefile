@@ -45,6 +45,7 @@ bench: install
 	$(PY) -m bench.switch
 	$(PY) -m bench.overhead
 	$(PY) -m bench.serving
+	$(PY) -m bench.quality
 	$(PY) -m bench.report
 
 clean:

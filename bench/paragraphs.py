@@ -503,5 +503,22 @@ DOCUMENTS: tuple[Document, ...] = (
             "thousand years.",
         ),
     ),
+    Document(
+        "d03",
+        "Science",
+        4,
+        (
+            "The water cycle describes how water continually moves between the oceans, the atmosphere and the land. "
+            "Heat from the Sun causes water at the surface of seas, lakes and rivers to evaporate, turning it into "
+            "an invisible gas called water vapour.",
+            "As warm, moist air rises, it cools, and the vapour condenses into tiny droplets that gather around "
+            "particles of dust. Billions of these droplets together form the clouds that drift across the sky.",
+            "When the droplets in a cloud combine and grow too heavy to remain aloft, they fall as precipitation: "
+            "rain, snow, sleet or hail, depending on the temperature of the air they pass through.",
+            "Some of the fallen water soaks into the ground and is stored as groundwater, while the rest flows "
+            "over the surface into streams and rivers. Eventually most of it returns to the ocean, where the "
+            "cycle begins again.",
+        ),
+    ),
 )
 """Multi-paragraph texts for the document path: each comes back as as many paragraphs as it has."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.common import LEVEL_ORDER, RESULTS, ROOT, fmt, python, read_result, table, wait_for_quiet
 
-BENCHMARKS = ("levels", "bandwidth", "switch", "overhead", "serving")
+BENCHMARKS = ("levels", "bandwidth", "switch", "overhead", "serving", "quality")
 DOC = ROOT / "docs" / "benchmarks.md"
 IMG = ROOT / "docs" / "img"
 MB = 1024 * 1024
@@ -491,6 +491,10 @@ def write_doc(results: dict[str, Any]) -> str:
         parts += ["## Level switch", "", switch_section(results["switch"]), ""]
     if "serving" in results:
         parts += ["## Serving: burst and Poisson stream", "", serving_section(results["serving"]), ""]
+    if "quality" in results:
+        from bench.quality import report_section
+
+        parts += ["## Quality: the checker, the gate and what it costs", "", report_section(results["quality"]), ""]
     parts += ["## What limits the results", "", analysis(results), "", NOTES]
     return "\n".join(parts)
 
