@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
-from pydantic import BaseModel, Field
+from pydantic import MISSING, BaseModel, Field
 
 from webapp.apidoc import IdempotencyHeader, documented
 from webapp.auth import token_required
@@ -49,8 +49,8 @@ class ListQuery(BaseModel):
     """GET /jobs's query."""
 
     limit: int = Field(50, ge=1, le=RECENT_KEEP, description="how many jobs, newest first")
-    verdict: Verdict | None = Field(
-        None,
+    verdict: Verdict | MISSING = Field(
+        MISSING,
         description=f"only succeeded jobs whose quality verdict is this (pass or needs_review), among the latest "
         f"{RECENT_KEEP} jobs",
     )
