@@ -466,7 +466,7 @@ def write_doc(results: dict[str, Any]) -> str:
         "## Commands",
         "",
         "```bash",
-        "make bench                          # every benchmark below, then this file (about 20 minutes)",
+        "make bench                          # every benchmark below, then this file (about 45 minutes)",
         *[f".venv/bin/python -m bench.{n:<27}# bench/results/{n}.json" for n in BENCHMARKS],
         ".venv/bin/python -m bench.report    # this file from the JSON (runs any benchmark without results;",
         "                                    # --run: all; --wait-quiet N / --wait-idle N: wait for a quiet machine)",

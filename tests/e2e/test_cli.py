@@ -45,7 +45,7 @@ def test_jsonl_batch_of_ten_then_status_and_job(service: Service, tmp_path: Path
     service.start_web()
     lines = []
     for i in range(10):
-        job = {"text": TEXTS[i % 5], "subject": "Science"}
+        job = {"text": TEXTS[i % 5], "subject": "Science", "quality_check": i >= 4}  # 6 gated, 4 checked only
         if i % 2:
             job |= {"grade_level": 4 + i % 5, "max_tokens": 16}  # the others take --grade-level/--max-tokens
         lines.append(json.dumps(job))
@@ -53,7 +53,9 @@ def test_jsonl_batch_of_ten_then_status_and_job(service: Service, tmp_path: Path
     batch.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "results.jsonl"
 
-    done = dynaquant(service, "submit", str(batch), "--out", str(out), "--grade-level", "6", "--max-tokens", "16")
+    done = dynaquant(
+        service, "submit", str(batch), "--out", str(out), "--grade-level", "6", "--max-tokens", "16", timeout=360
+    )
     assert done.returncode == 0, done.stderr
     rows = results(out)
     assert [r["line"] for r in rows] == list(range(1, 11))
@@ -63,6 +65,7 @@ def test_jsonl_batch_of_ten_then_status_and_job(service: Service, tmp_path: Path
     for row in rows:  # the quality report of each output, on its line
         assert row["verdict"] in ("pass", "needs_review") and row["quality"] == row["result"]["quality"]
         assert row["quality"]["target_grade"] == row["result"]["grade_level"]
+        assert row["result"]["gate"]["enabled"] == (row["line"] > 4)
     passed = sum(r["verdict"] == "pass" for r in rows)
     assert f"quality: {passed} pass, {10 - passed} needs review" in done.stderr
 
