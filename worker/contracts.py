@@ -406,7 +406,7 @@ Verdict = Literal["pass", "needs_review"]
 VERDICTS: tuple[Verdict, ...] = ("pass", "needs_review")
 Strategy = Literal["escalate", "resimplify", "sample"]
 RETRY_STRATEGIES: tuple[Strategy, ...] = ("escalate", "resimplify", "sample")
-"""The gate's retry strategies, in the order measured best on the tuning paragraphs."""
+"""The gate's retry strategies, in the order measured best on the tuning paragraphs (bench.quality_gate order)."""
 
 
 class InventedContent(BaseModel):
