@@ -170,7 +170,7 @@ def list_jobs() -> ResponseReturnValue:
     raw = _one_value("limit", "50")
     if not DIGITS.fullmatch(raw) or not 1 <= int(raw) <= RECENT_KEEP:
         raise ApiError(400, "invalid_input", f"limit: must be an integer from 1 to {RECENT_KEEP}, got {raw!r}", "limit")
-    verdict = _one_value("verdict", "") or None
+    verdict = _one_value("verdict", "") if "verdict" in request.args else None
     if verdict is not None and verdict not in VERDICTS:
         allowed = ", ".join(VERDICTS)
         raise ApiError(400, "invalid_input", f"verdict: must be one of {allowed}, got {verdict!r}", "verdict")

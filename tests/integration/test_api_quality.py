@@ -72,8 +72,8 @@ def test_jobs_filtered_by_verdict(client: FlaskClient, redis_db: redis.Redis, ap
     assert [j["job_id"] for j in passed["jobs"]] == [job_ids[1]]
     assert client.get("/api/v1/jobs?verdict=needs_review&limit=1").get_json()["count"] == 1
     assert client.get("/api/v1/jobs").get_json()["count"] == 4
-    for bad in ("maybe", "PASS", "pass,needs_review"):
-        body = api_error(client.get(f"/api/v1/jobs?verdict={bad}"), 400, "verdict")
+    for bad in ("maybe", "PASS", "pass,needs_review", ""):
+        body = api_error(client.get(f"/api/v1/jobs?verdict={bad}"), 400, "verdict")  # empty too: not "no filter"
         assert "pass, needs_review" in body["error"]["message"]
 
 
