@@ -15,7 +15,7 @@ from webapp.catalog import known_models
 from webapp.errors import ApiError
 from webapp.extensions import get_celery, get_redis, get_store
 from webapp.idempotency import idempotency_key, release, settled
-from webapp.queueing import check_room, enqueue
+from webapp.queueing import admitted, enqueue
 from webapp.validation import parse_batch, parse_one
 from worker.jobs import RECENT_KEEP, TERMINAL, new_id
 from worker.status import live_workers
@@ -77,16 +77,16 @@ def submit_job() -> ResponseReturnValue:
     scoped = f"job:{key}" if key else None
     if scoped and (existing := store.lookup_idempotency(scoped)):
         return _job_answer(existing, replayed=True)
-    check_room(1)
-    job_id = new_id()
-    if scoped and (bound := store.remember_idempotency(scoped, job_id)) != job_id:
-        return _job_answer(bound, replayed=True)
-    try:
-        enqueue([(job_id, spec)])
-    except Exception:
-        if scoped:
-            release(scoped, job_id)
-        raise
+    with admitted(1):
+        job_id = new_id()
+        if scoped and (bound := store.remember_idempotency(scoped, job_id)) != job_id:
+            return _job_answer(bound, replayed=True)
+        try:
+            enqueue([(job_id, spec)])
+        except Exception:
+            if scoped:
+                release(scoped, job_id)
+            raise
     return _job_answer(job_id)
 
 
@@ -100,17 +100,17 @@ def submit_batch() -> ResponseReturnValue:
     scoped = f"batch:{key}" if key else None
     if scoped and (existing := store.lookup_idempotency(scoped)):
         return _batch_answer(existing, _batch_job_ids(existing), replayed=True)
-    check_room(len(specs))
-    batch_id = new_id()
-    if scoped and (bound := store.remember_idempotency(scoped, batch_id)) != batch_id:
-        return _batch_answer(bound, _batch_job_ids(bound), replayed=True)
-    jobs = [(new_id(), spec) for spec in specs]
-    try:
-        enqueue(jobs, batch_id=batch_id)
-    except Exception:
-        if scoped:
-            release(scoped, batch_id)
-        raise
+    with admitted(len(specs)):
+        batch_id = new_id()
+        if scoped and (bound := store.remember_idempotency(scoped, batch_id)) != batch_id:
+            return _batch_answer(bound, _batch_job_ids(bound), replayed=True)
+        jobs = [(new_id(), spec) for spec in specs]
+        try:
+            enqueue(jobs, batch_id=batch_id)
+        except Exception:
+            if scoped:
+                release(scoped, batch_id)
+            raise
     return _batch_answer(batch_id, [job_id for job_id, _ in jobs])
 
 

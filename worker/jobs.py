@@ -3,7 +3,8 @@
 Transitions are Lua scripts so that two deliveries of the same job (at-least-once) store one result:
 the first terminal write wins and later ones are ignored. A running job holds a lease (a key with a
 short TTL that its worker's heartbeat renews), so a second delivery while the first worker is alive
-does not run it again; when that worker dies the lease runs out and a redelivery runs the job anew.
+does not run it again. When that worker dies, worker/recovery.py puts the job back on the queue through
+REQUEUE, a claim that checks the job is still the dead worker's and moves its broker message in one step.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ BATCH_KEY = "dq:batch:{}"
 IDEMPOTENCY_KEY = "dq:idem:{}"
 LEASE_KEY = "dq:job:{}:lease"
 RECENT_KEY = "dq:jobs:recent"
+RUNNING_KEY = "dq:jobs:running"
 COUNTS_KEY = "dq:metrics:jobs_total"
 LATENCY_KEY = "dq:metrics:latency"
 LEVELS_KEY = "dq:metrics:jobs_by_level"
@@ -37,8 +39,10 @@ if not status then return 'missing' end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return status end
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[2] then return 'busy:' .. holder end
-redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2])
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2], 'delivery_tag', ARGV[4],
+  'stage', '')
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[5])
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 return 'running:' .. attempts
 """
@@ -50,6 +54,7 @@ if status == 'succeeded' or status == 'failed' or status == 'cancelled' then ret
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[3], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('SREM', KEYS[3], ARGV[6])
 return 'ok'
 """
 
@@ -66,9 +71,46 @@ if not status then return 'missing' end
 if status == 'queued' or status == 'running' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
   redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
+  redis.call('SREM', KEYS[3], ARGV[2])
   return 'cancelled'
 end
 return status
+"""
+
+# A running job whose worker is gone goes back on the queue, once. KEYS: job, lease, the holder's heartbeat,
+# kombu's unacked hash and index, the priority list to put the message on, the running set, the counters.
+# ARGV: job id, holder, attempt, force ("1": the caller saw the holder's process exit), delivery tag, the
+# unacked entry as read, the message to push, the history event (JSON), the job's new ceiling, now.
+_REQUEUE = """
+local record = redis.call('HMGET', KEYS[1], 'status', 'worker', 'attempts')
+if record[1] ~= 'running' or record[2] ~= ARGV[2] or record[3] ~= ARGV[3] then return 'changed' end
+local holder = redis.call('GET', KEYS[2])
+if ARGV[4] == '1' then
+  if holder and holder ~= ARGV[2] then return 'alive' end
+elseif holder or redis.call('EXISTS', KEYS[3]) == 1 then
+  return 'alive'
+end
+local answer = 'requeued'
+local raw = ARGV[5] ~= '' and redis.call('HGET', KEYS[4], ARGV[5])
+if raw and raw == ARGV[6] then
+  redis.call('HDEL', KEYS[4], ARGV[5])
+  redis.call('ZREM', KEYS[5], ARGV[5])
+  redis.call('RPUSH', KEYS[6], ARGV[7])
+else
+  answer = 'requeued:message_elsewhere'
+end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[7], ARGV[1])
+local history = redis.call('HGET', KEYS[1], 'history')
+if not history or history == '' or history == '[]' then
+  history = '[' .. ARGV[8] .. ']'
+else
+  history = string.sub(history, 1, -2) .. ',' .. ARGV[8] .. ']'
+end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'worker', '', 'stage', '', 'history', history, 'requeued_at', ARGV[10])
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'ceiling', ARGV[9]) end
+redis.call('HINCRBY', KEYS[8], 'requeued', 1)
+return answer
 """
 
 
@@ -97,6 +139,7 @@ class JobStore:
         self._finish = client.register_script(_FINISH)
         self._cancel = client.register_script(_CANCEL)
         self._renew = client.register_script(_RENEW)
+        self._requeue = client.register_script(_REQUEUE)
 
     def create(self, job_id: str, spec: dict[str, Any], batch_id: str | None = None) -> dict[str, Any]:
         """Record a job as queued before it is sent to the broker."""
@@ -134,16 +177,17 @@ class JobStore:
         self.client.hset(key, mapping={"id": batch_id, "created_at": time.time(), "job_ids": json.dumps(list(job_ids))})
         self.client.expire(key, result_ttl())
 
-    def start(self, job_id: str, worker: str, lease_seconds: int = 10) -> tuple[str, int]:
+    def start(self, job_id: str, worker: str, lease_seconds: int = 10, delivery_tag: str = "") -> tuple[str, int]:
         """Mark a job running and lease it to `worker`; returns the status it now has and the attempt number.
 
         A terminal status (cancelled before it ran, or already finished by an earlier delivery)
         is returned unchanged so the caller skips the work; "busy" means another live worker holds
         the job's lease (it is running there), so this delivery must not run it too. A lease held
         under the caller's own name is stale (a worker runs one job at a time) and is taken over.
+        The broker's delivery tag is kept so that a job whose worker dies can be requeued at once.
         """
-        keys = [JOB_KEY.format(job_id), LEASE_KEY.format(job_id)]
-        answer = self._start(keys=keys, args=[time.time(), worker, lease_seconds])
+        keys = [JOB_KEY.format(job_id), LEASE_KEY.format(job_id), RUNNING_KEY]
+        answer = self._start(keys=keys, args=[time.time(), worker, lease_seconds, delivery_tag, job_id])
         answer = answer.decode() if isinstance(answer, bytes) else str(answer)
         if answer.startswith("running:"):
             return "running", int(answer.split(":", 1)[1])
@@ -159,6 +203,24 @@ class JobStore:
     def renew_lease(self, job_id: str, worker: str, lease_seconds: int) -> bool:
         """Keep a running job leased to its worker (from the heartbeat); False if another worker holds it."""
         return bool(self._renew(keys=[LEASE_KEY.format(job_id)], args=[worker, lease_seconds]))
+
+    def set_stage(self, job_id: str, phase: str, model: str, level: str) -> None:
+        """Note what a running job's worker is doing now (loading or running a model at a level), for recovery."""
+        stage = json.dumps({"phase": phase, "model": model, "level": level, "at": time.time()})
+        self.client.hset(JOB_KEY.format(job_id), "stage", stage)
+
+    def running_ids(self) -> list[str]:
+        """Ids of the jobs marked running (some may have ended since; callers check the record)."""
+        return sorted(i.decode() if isinstance(i, bytes) else str(i) for i in self.client.smembers(RUNNING_KEY))
+
+    def raw(self, job_id: str) -> dict[str, str]:
+        """A job's stored fields as they are in Redis (empty when unknown)."""
+        return _decode(self.client.hgetall(JOB_KEY.format(job_id)))
+
+    def requeue(self, keys: Sequence[str], args: Sequence[Any]) -> str:
+        """Run the requeue claim (see _REQUEUE for its keys and arguments); worker/recovery.py builds them."""
+        answer = self._requeue(keys=list(keys), args=list(args))
+        return answer.decode() if isinstance(answer, bytes) else str(answer)
 
     def release_lease(self, job_id: str) -> None:
         """Drop a job's lease once its worker is done with it."""
@@ -177,7 +239,7 @@ class JobStore:
 
     def cancel(self, job_id: str) -> str:
         """Cancel a queued or running job; returns the status after the call ('missing' if unknown)."""
-        answer = self._cancel(keys=[JOB_KEY.format(job_id), COUNTS_KEY], args=[time.time()])
+        answer = self._cancel(keys=[JOB_KEY.format(job_id), COUNTS_KEY, RUNNING_KEY], args=[time.time(), job_id])
         return answer.decode() if isinstance(answer, bytes) else str(answer)
 
     def status(self, job_id: str) -> str | None:
@@ -246,7 +308,8 @@ class JobStore:
 
     def _end(self, job_id: str, status: str, field: str, value: str) -> bool:
         answer = self._finish(
-            keys=[JOB_KEY.format(job_id), COUNTS_KEY], args=[status, time.time(), field, value, result_ttl()]
+            keys=[JOB_KEY.format(job_id), COUNTS_KEY, RUNNING_KEY],
+            args=[status, time.time(), field, value, result_ttl(), job_id],
         )
         return (answer.decode() if isinstance(answer, bytes) else answer) == "ok"
 
@@ -285,5 +348,8 @@ def public_job(record: dict[str, str]) -> dict[str, Any]:
         "finished_at": stamp("finished_at"),
         "result": json.loads(record["result"]) if record.get("result") else None,
         "error": json.loads(record["error"]) if record.get("error") else None,
+        "stage": json.loads(record["stage"]) if record.get("stage") else None,
+        "history": json.loads(record["history"]) if record.get("history") else [],
+        "ceiling": record.get("ceiling") or None,
     }
     return job

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +62,12 @@ class ModelLoader:
         self._pressure_level: dict[str, str] = {}
         self._doomed: set[tuple[str, str]] = set()
         self._lock = threading.RLock()
+        self.stage_listener: Callable[[str, str, str], None] | None = None
+        """Told (phase, model, level) before a model is loaded and when a job gets it, so a death can be traced."""
+
+    def _stage(self, phase: str, model: str, level: str) -> None:
+        if self.stage_listener is not None:
+            self.stage_listener(phase, model, level)
 
     def backend(self, name: str) -> Backend:
         """The backend called `name` ("gguf" or "transformers"), created on first use."""
@@ -117,6 +123,7 @@ class ModelLoader:
     ) -> Iterator[Lease]:
         """Hold the model for a job: pinned in the cache (never evicted) until the block exits."""
         lease = self._lease(name, request or Request(), model_size_params)
+        self._stage("running", lease.model.name, lease.level)
         try:
             yield lease
         finally:
@@ -157,10 +164,13 @@ class ModelLoader:
             if model is not None:
                 return Lease(model, decision.level, decision, reopt, 0.0, cache_hit=True)
             started = time.perf_counter()  # load time includes building the variant the first time
+            self._stage("loading", spec.name, decision.level)
             level = self._fitting_level(spec, decision.level, request, supported)
             model = self.cache.get(spec.name, level, pin=True)  # stepping down may land on a cached level
             if model is not None:
                 return Lease(model, level, decision, reopt, 0.0, cache_hit=True)
+            if level != decision.level:
+                self._stage("loading", spec.name, level)
             model = self.backend(spec.backend_for(level)).load(spec, level)
             seconds = time.perf_counter() - started
             self.cache.put(model, pin=True)

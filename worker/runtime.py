@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 import celeryconfig
-from worker import status
+from worker import recovery, status
 from worker.jobs import JobStore
 from worker.policy import memory_band
 from worker.probes import LoadReading, live_probes
 from worker.quantization import DynamicQuantizationManager, set_quantization_manager
+from worker.variants import thread_count
 
 if TYPE_CHECKING:
     from worker.model_loader import ModelLoader
@@ -56,12 +57,14 @@ class WorkerRuntime:
         from worker.model_loader import get_model_loader
 
         self.loader: ModelLoader = get_model_loader()
+        self.loader.stage_listener = self.record_stage
+        self.sweeper = recovery.Sweeper(self.client, me=name)
         self.started_at = time.time()
         self.active_job: str | None = None
         self.last_job: dict[str, Any] | None = None
         self.jobs_done = 0
         self._lock = threading.Lock()
-        self.heartbeat = status.Heartbeat(self.client, name, self.snapshot, self.clear_cache, self.renew_lease)
+        self.heartbeat = status.Heartbeat(self.client, name, self.snapshot, self.clear_cache, self.on_beat)
 
     def start(self) -> None:
         """Begin publishing this worker's state."""
@@ -83,12 +86,43 @@ class WorkerRuntime:
             self.last_job = summary
             self.jobs_done += 1
 
+    def on_beat(self) -> None:
+        """A heartbeat's work besides publishing: renew the running job's lease, then requeue dead workers' jobs."""
+        self.renew_lease()
+        try:
+            self.sweeper.sweep()
+        except redis.RedisError as exc:
+            log.warning("could not sweep for jobs of dead workers: %s", exc)
+
     def renew_lease(self) -> None:
-        """Keep the running job leased to this worker while it is alive (a heartbeat's work)."""
+        """Keep the running job leased to this worker while it is alive."""
         with self._lock:
             active = self.active_job
         if active is not None:
             self.store.renew_lease(active, self.name, status.heartbeat_ttl())
+
+    def record_stage(self, phase: str, model: str, level: str) -> None:
+        """Note in the running job's record what this worker loads or runs, before it does (a death is traced to it)."""
+        with self._lock:
+            active = self.active_job
+        if active is None:
+            return
+        try:
+            self.store.set_stage(active, phase, model, level)
+        except redis.RedisError as exc:
+            log.warning("could not note the stage of job %s: %s", active, exc)
+
+    def ceiling_for(self, job_id: str, model: str) -> tuple[str | None, list[str]]:
+        """The level a job may run at most, and why: its own (after its worker died) and this host's for the model."""
+        reasons: list[str] = []
+        own = self.store.raw(job_id).get("ceiling") or None
+        if own:
+            reasons.append(f"at most {own}: an earlier attempt's worker died on a higher level")
+        shared = recovery.host_ceiling(self.client, recovery.host_of(self.name), model)
+        if shared:
+            until = time.strftime("%H:%M:%S", time.localtime(shared["until"]))
+            reasons.append(f"at most {shared['level']} on this host until {until}: {shared['reason']}")
+        return recovery.most_restrictive(own, shared["level"] if shared else None), reasons
 
     def clear_cache(self) -> dict[str, Any]:
         """Free every cached model no job is using; say what was freed."""
@@ -106,6 +140,9 @@ class WorkerRuntime:
         return {
             "pid": os.getpid(),
             "host": socket.gethostname(),
+            "threads": thread_count(),
+            "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "ceilings": recovery.host_ceilings(self.client, recovery.host_of(self.name), self.loader.registry.names()),
             "started_at": self.started_at,
             "device": self.manager.device,
             "memory": reading.as_dict(),

@@ -5,6 +5,7 @@ Start a worker with `celery -A worker.tasks worker --pool solo` (one job at a ti
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -84,14 +85,16 @@ def time_limit_message() -> str:
     return f"the job ran past the {celeryconfig.task_time_limit} s limit (DYNAQUANT_TASK_TIME_LIMIT) and was stopped"
 
 
-def run_job(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+def run_job(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], delivery_tag: str = "") -> dict[str, Any]:
     """Run one job end to end and store its outcome once (a redelivered job is not stored twice).
 
     Returns status "deferred" when a live worker still runs the job (a redelivery after the
     visibility timeout): the caller re-queues it for later instead of running it a second time.
     """
     store = runtime.store
-    state, attempt = persist(f"start job {job_id}", lambda: store.start(job_id, runtime.name, status.heartbeat_ttl()))
+    state, attempt = persist(
+        f"start job {job_id}", lambda: store.start(job_id, runtime.name, status.heartbeat_ttl(), delivery_tag)
+    )
     if state == "busy":
         return {"job_id": job_id, "status": "deferred", "held_by": store.lease_holder(job_id)}
     if state != "running":
@@ -123,17 +126,20 @@ def execute(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], attemp
     error: tuple[str, str] | None = None
     try:
         spec = parse_job(payload)
+        ceiling, reasons = persist(f"read the ceiling of job {job_id}", lambda: runtime.ceiling_for(job_id, spec.model))
         result = simplify(
             runtime.loader,
             spec.text,
             spec.grade_level,
             spec.subject,
-            spec.request,
+            dataclasses.replace(spec.request, ceiling=ceiling),
             model=spec.model,
             max_tokens=spec.max_tokens,
             should_stop=watch,
         )
         result["attempt"] = attempt
+        if ceiling is not None:
+            result["ceiling"] = {"level": ceiling, "reasons": reasons}
         if persist(f"store job {job_id}", lambda: store.succeed(job_id, result)) and result.get("reoptimized"):
             persist("count a re-optimisation", store.count_reoptimization)
         outcome.update(status="succeeded", result=result)
@@ -175,7 +181,8 @@ def job_summary(job_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
 @app.task(name=SIMPLIFY_TASK, bind=True, max_retries=None)  # None: deferring never gives up on a job
 def simplify_text(self: Any, job_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Simplify one text at the level this worker's state calls for."""
-    outcome = run_job(get_runtime(self.request.hostname), job_id, payload)
+    tag = str((getattr(self.request, "properties", None) or {}).get("delivery_tag") or "")
+    outcome = run_job(get_runtime(self.request.hostname), job_id, payload, tag)
     if outcome["status"] == "deferred":
         # Another live worker runs this job: look again once its lease could have run out.
         log.info("job %s is running on %s; deferred, not run twice", job_id, outcome.get("held_by"))
