@@ -1,64 +1,30 @@
-"""`dynaquant up`: run Redis (when none answers), workers, the web app and Flower in the foreground."""
+"""`dynaquant up`: run Redis (when none answers), workers, the web app and Flower in the foreground, supervised.
+
+A process that exits is restarted while the others keep serving (dynaquant/supervisor.py). When a worker
+exits, its running job is requeued at once (worker/recovery.py) and its heartbeat withdrawn; every few
+seconds the supervisor also sweeps for jobs of workers that died elsewhere and publishes the state of its
+processes to Redis (worker/service_state.py), where /readyz, the status API and the dashboard read it.
+Workers started together share the host's cores: each gets DYNAQUANT_THREADS = cores // workers (unless
+DYNAQUANT_THREADS is set) and its own set of cores.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import signal
-import subprocess
+import socket
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import redis
 
+from dynaquant.supervisor import Child, Supervisor
+from worker import recovery, service_state, status
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@dataclass
-class Supervisor:
-    """Child processes started together and stopped together."""
-
-    children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-
-    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        """Start a child process in its own process group."""
-        print(f"starting {name}: {' '.join(argv)}", flush=True)
-        proc = subprocess.Popen(argv, env=env, start_new_session=True)
-        self.children.append((name, proc))
-
-    def wait(self) -> int:
-        """Block until a child exits or a stop signal arrives; return the exit code to use."""
-        stop = {"signal": 0}
-
-        def on_signal(signum: int, _frame: object) -> None:
-            stop["signal"] = signum
-
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-        while not stop["signal"]:
-            for name, proc in self.children:
-                if proc.poll() is not None:
-                    print(f"{name} exited with code {proc.returncode}; stopping the rest", file=sys.stderr)
-                    return proc.returncode or 1
-            time.sleep(0.5)
-        return 0
-
-    def stop_all(self, grace_seconds: float = 20.0) -> None:
-        """SIGTERM every child, then SIGKILL those still running after the grace period."""
-        for _, proc in reversed(self.children):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_seconds
-        for name, proc in reversed(self.children):
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                print(f"{name} did not stop in {grace_seconds:.0f} s; killing it", file=sys.stderr)
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def redis_answers(url: str) -> bool:
@@ -120,20 +86,120 @@ def flower_argv(port: int) -> list[str]:
     return argv + ([f"--basic-auth={auth}"] if auth else [])
 
 
+def available_cpus() -> list[int]:
+    """The cores this process may run on (its affinity set, which a container or taskset may narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def core_shares(workers: int, cpus: list[int]) -> list[set[int]]:
+    """Split the cores between workers: disjoint, as even as can be; every worker gets at least one."""
+    if workers >= len(cpus):
+        return [{cpus[i % len(cpus)]} for i in range(workers)]
+    size, extra = divmod(len(cpus), workers)
+    shares, start = [], 0
+    for i in range(workers):
+        end = start + size + (1 if i < extra else 0)
+        shares.append(set(cpus[start:end]))
+        start = end
+    return shares
+
+
+WORKER_HINT = (
+    "check its log above: is Redis reachable at REDIS_URL, are the model files readable "
+    "(DYNAQUANT_MODELS_FILE, DYNAQUANT_VARIANTS_DIR), is there memory for the model? The service goes on "
+    "with the other workers"
+)
+
+
+def worker_children(workers: int, loglevel: str) -> list[Child]:
+    """The worker processes, each with its share of the cores unless DYNAQUANT_THREADS says otherwise."""
+    chosen = os.environ.get("DYNAQUANT_THREADS", "").strip()
+    shares = core_shares(workers, available_cpus()) if workers else []
+    children = []
+    for i in range(1, workers + 1):
+        cpus = shares[i - 1]
+        env = {**os.environ, "DYNAQUANT_THREADS": chosen or str(len(cpus))}
+        child = Child(f"worker{i}", "worker", worker_argv(i, loglevel), env, WORKER_HINT, cpus=None if chosen else cpus)
+        children.append(child)
+    return children
+
+
+def worker_node(child: Child) -> str:
+    """The Celery node name a worker child runs under (`-n worker1@%h`)."""
+    return f"{child.name}@{socket.gethostname()}"
+
+
+class Service:
+    """The supervised service's link to Redis: requeue a dead worker's job, sweep, publish the processes' state."""
+
+    def __init__(self, url: str, supervisor: Supervisor, web_url: str) -> None:
+        self.client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self.supervisor = supervisor
+        self.sweeper = recovery.Sweeper(self.client)
+        self.ident = f"{socket.gethostname()}:{os.getpid()}"
+        self.web_url = web_url
+        self.started_at = time.time()
+
+    def on_exit(self, child: Child) -> None:
+        """A worker exited: requeue the job it was running now, and drop it from the status."""
+        if child.role != "worker":
+            return
+        node = worker_node(child)
+        try:
+            requeued = self.sweeper.sweep(dead=[node])
+            status.withdraw(self.client, node)
+        except redis.RedisError as exc:
+            print(f"could not requeue the jobs of {node} yet ({exc}); the sweep retries", file=sys.stderr)
+            return
+        for job_id in requeued:
+            print(f"job {job_id} of {node} requeued", file=sys.stderr, flush=True)
+
+    def tick(self) -> None:
+        """Sweep for jobs of workers that died anywhere, and publish the processes' state."""
+        try:
+            self.sweeper.sweep()
+            state = {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started_at": self.started_at,
+                "url": self.web_url,
+                "processes": self.supervisor.snapshot(),
+            }
+            service_state.publish(self.client, self.ident, state, status.heartbeat_ttl())
+        except redis.RedisError as exc:
+            print(f"could not reach Redis to publish the service state: {exc}", file=sys.stderr)
+
+    def close(self) -> None:
+        """Withdraw the published state."""
+        with contextlib.suppress(redis.RedisError):
+            service_state.withdraw(self.client, self.ident)
+
+
 def run_up(host: str, port: int, workers: int, flower_port: int | None, data_dir: Path, loglevel: str = "INFO") -> int:
     """Start the whole service and supervise it until Ctrl-C or SIGTERM."""
     url = os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
-    supervisor = Supervisor()
+    supervisor = Supervisor(tick_seconds=status.heartbeat_seconds())
+    service: Service | None = None
     try:
         if not redis_answers(url):
-            supervisor.spawn("redis", redis_server_argv(url, data_dir / "redis"))
+            redis_hint = f"check its log above (is the port of {url} free, is {data_dir / 'redis'} writable?)"
+            argv = redis_server_argv(url, data_dir / "redis")
+            supervisor.add(Child("redis", "redis", argv, None, redis_hint, essential=True, last_stage=True))
             wait_for_redis(url)
-        for i in range(1, workers + 1):
-            supervisor.spawn(f"worker{i}", worker_argv(i, loglevel))
-        supervisor.spawn("web", web_argv(host, port, threads=8))
+        service = Service(url, supervisor, f"http://{host}:{port}")
+        supervisor.on_exit, supervisor.on_tick = service.on_exit, service.tick
+        for child in worker_children(workers, loglevel):
+            supervisor.add(child)
+        web_hint = f"check its log above (is port {port} free?); without the web app there is no API"
+        supervisor.add(Child("web", "web", web_argv(host, port, threads=8), None, web_hint, essential=True))
         if flower_port is not None:
-            supervisor.spawn("flower", flower_argv(flower_port))
+            flower_hint = f"check its log above (is port {flower_port} free?); the API runs without Flower"
+            supervisor.add(Child("flower", "flower", flower_argv(flower_port), None, flower_hint))
         print(f"dynaquant is up: http://{host}:{port}/ (API under /api/v1); Ctrl-C stops it", flush=True)
         return supervisor.wait()
     finally:
         supervisor.stop_all()
+        if service is not None:
+            service.close()

@@ -13,6 +13,7 @@ from webapp.aggregate import NO_WORKERS_MESSAGE
 from webapp.errors import error_response, redis_unreachable_message
 from webapp.extensions import get_redis
 from webapp.metrics import exposition
+from worker import service_state
 from worker.status import live_workers
 
 bp = Blueprint("health", __name__)
@@ -26,7 +27,8 @@ def healthz() -> ResponseReturnValue:
 
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    """200 when Redis answers and at least one worker is alive; else 503 saying which is missing."""
+    """200 when Redis answers and at least one worker is alive ("degraded" when a supervised process is down);
+    else 503 saying which is missing."""
     checks: dict[str, Any] = {}
     try:
         get_redis().ping()
@@ -34,12 +36,17 @@ def readyz() -> ResponseReturnValue:
         checks["redis"] = {"ok": True, "message": None}
         message = None if workers else NO_WORKERS_MESSAGE
         checks["workers"] = {"ok": bool(workers), "count": len(workers), "message": message}
+        supervision = service_state.summary(service_state.live_supervisors(get_redis()))
+        problems = "; ".join(supervision["messages"]) or None
+        checks["processes"] = {"ok": not supervision["degraded"], "required": False, "message": problems}
     except redis.RedisError:
         checks["redis"] = {"ok": False, "message": redis_unreachable_message()}
         checks["workers"] = {"ok": False, "count": None, "message": "unknown while Redis is unreachable"}
-    if all(check["ok"] for check in checks.values()):
-        return jsonify({"status": "ready", "checks": checks})
-    failing = [name for name, check in checks.items() if not check["ok"]]
+    required = {name: check for name, check in checks.items() if check.get("required", True)}
+    if all(check["ok"] for check in required.values()):
+        degraded = not all(check["ok"] for check in checks.values())
+        return jsonify({"status": "degraded" if degraded else "ready", "checks": checks})
+    failing = [name for name, check in required.items() if not check["ok"]]
     message = "; ".join(str(checks[name]["message"]) for name in failing)
     extra = {"status": "not_ready", "checks": checks}
     return error_response(503, "not_ready", f"not ready: {message}", None, {"Retry-After": "5"}, extra)

@@ -145,6 +145,13 @@ def components(models: list[str], max_batch: int) -> dict[str, Schema]:
                 "finished_at": stamp,
                 "result": {"description": "The worker's result: text, level, model and timings."},
                 "error": nullable({"type": "object"}),
+                "stage": nullable({"type": "object", "description": "What the worker is loading or running now."}),
+                "history": {
+                    "type": "array",
+                    "items": {"type": "object"},
+                    "description": "What happened besides the normal run: each requeue after a lost worker.",
+                },
+                "ceiling": nullable({"type": "string", "description": "Most precise level left after a lost worker."}),
             },
         },
         "JobList": {
@@ -299,6 +306,16 @@ def status_components() -> dict[str, Schema]:
                 "current_models": {"type": "array", "items": {"type": "object"}},
                 "workers": {"type": "array", "items": {"type": "object"}},
                 "queue": ref("Queue"),
+                "service": {
+                    "type": "object",
+                    "description": "What `dynaquant up` supervises: degraded when a process is down, and why.",
+                    "properties": {
+                        "supervised": {"type": "boolean"},
+                        "degraded": {"type": "boolean"},
+                        "messages": {"type": "array", "items": {"type": "string"}},
+                        "processes": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
             },
         },
         "Memory": {

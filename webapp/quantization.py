@@ -14,6 +14,7 @@ from webapp.body import json_object
 from webapp.calculate import calculation, parse_request, reading
 from webapp.extensions import get_redis
 from webapp.queueing import depth_by_priority, running
+from worker import service_state
 from worker.policy import thresholds_from_env
 from worker.status import clear_acknowledgements, live_workers, request_cache_clear
 
@@ -37,7 +38,9 @@ def queue_summary() -> dict[str, Any]:
 def status() -> ResponseReturnValue:
     """Device, load, memory, capabilities and models of every live worker, aggregated, plus the queue."""
     workers = live_workers(get_redis())
-    return jsonify(aggregate.status_view(workers, queue_summary(), thresholds_from_env()))
+    body = aggregate.status_view(workers, queue_summary(), thresholds_from_env())
+    body["service"] = service_state.summary(service_state.live_supervisors(get_redis()))
+    return jsonify(body)
 
 
 @bp.post("/calculate")
