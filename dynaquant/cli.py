@@ -21,9 +21,7 @@ def add_up(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="run Redis (if none answers), workers, the web app and Flower")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
-    up.add_argument(
-        "--workers", type=int, default=1, help="worker processes, one job at a time each (0: the API only)"
-    )
+    up.add_argument("--workers", type=int, default=1, help="worker processes, one job at a time each (0: the API only)")
     flower = up.add_mutually_exclusive_group()
     flower.add_argument("--flower-port", type=int, default=5555)
     flower.add_argument("--no-flower", action="store_true")
