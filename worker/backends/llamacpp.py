@@ -26,6 +26,15 @@ def context_size() -> int:
     return env_int("DYNAQUANT_N_CTX", 4096, minimum=256)
 
 
+def use_mmap() -> bool:
+    """Map GGUF weights from disk (default) or, with DYNAQUANT_MMAP=0, read them into the process's own memory.
+
+    Mapped weights are page cache the kernel can drop and re-read; read-in weights count in the process's
+    memory, so a container or cgroup limit (and the OOM killer) sees the model's real size.
+    """
+    return env_int("DYNAQUANT_MMAP", 1, minimum=0) != 0
+
+
 def kv_bytes_per_token(path: Path) -> int:
     """KV cache bytes per token of context (f16 K and V over every layer), read from GGUF metadata."""
     meta = gguf_metadata(path)
@@ -46,7 +55,7 @@ def kv_bytes_per_token(path: Path) -> int:
 
 
 class LlamaCppModel:
-    """A GGUF variant loaded by llama.cpp (memory-mapped)."""
+    """A GGUF variant loaded by llama.cpp (memory-mapped unless DYNAQUANT_MMAP=0)."""
 
     backend = "gguf"
 
@@ -172,7 +181,7 @@ class LlamaCppBackend:
                 n_threads=self.n_threads,
                 n_threads_batch=self.n_threads,
                 n_gpu_layers=-1 if self.device in ("cuda", "mps") else 0,  # all layers on the GPU if llama.cpp has one
-                use_mmap=True,
+                use_mmap=use_mmap(),
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
