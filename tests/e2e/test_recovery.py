@@ -177,6 +177,10 @@ def test_the_web_app_killed_is_restarted_and_no_accepted_job_is_lost(up: Up) -> 
     assert all(job["status"] == "succeeded" and job["attempts"] == 1 for job in jobs), jobs
     assert stored(up)["succeeded"] == len(jobs)
     assert up.workers(), "the worker kept running"
+    assert up.stop() == 0, "SIGTERM stops `dynaquant up` cleanly"
+    log = up.log()
+    assert "Warm shutdown" in log and "Shutting down: Master" in log, log[-2000:]
+    assert not up.redis.keys("dq:supervisor:*") and not up.workers(), "the state is withdrawn"
     print(f"\n[up, web killed] API back {back:.1f} s after SIGKILL; {len(jobs)} jobs accepted around it, all succeeded")
 
 
