@@ -64,10 +64,11 @@ def status_text(body: dict[str, Any], url: str) -> str:
                 _levels(w),
                 w.get("active_requests"),
                 w.get("jobs_done"),
+                w.get("threads"),
             ]
             for w in workers
         ]
-        heads = ["WORKER", "DEVICE", "MEMORY", "BAND", "RECOMMENDED", "LEVELS", "ACTIVE", "JOBS DONE"]
+        heads = ["WORKER", "DEVICE", "MEMORY", "BAND", "RECOMMENDED", "LEVELS", "ACTIVE", "JOBS DONE", "THREADS"]
         parts += ["", table(heads, rows)]
         models = [
             [
@@ -88,6 +89,9 @@ def status_text(body: dict[str, Any], url: str) -> str:
         else:
             parts.append("no model is cached")
     parts += ["", queue_line(_dict(body.get("queue")))]
+    problems = _dict(body.get("service")).get("messages") or []
+    if problems:
+        parts += ["", "degraded:", *(f"  {message}" for message in problems)]
     return "\n".join(parts)
 
 

@@ -46,7 +46,6 @@ class Child:
     """The service cannot go on without it (the web app, the Redis we started): giving up stops everything."""
     last_stage: bool = False
     """Stopped after the others (the Redis they write to)."""
-    cpus: set[int] | None = None
     proc: subprocess.Popen[bytes] | None = None
     state: str = "new"
     started_at: float = 0.0
@@ -67,7 +66,6 @@ class Child:
             "started_at": self.started_at or None,
             "last_exit_code": self.last_exit_code,
             "threads": (self.env or {}).get("DYNAQUANT_THREADS") if self.role == "worker" else None,
-            "cpus": sorted(self.cpus) if self.cpus else None,
             "message": self.message,
         }
 
@@ -106,14 +104,7 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         print(f"starting {child.name}: {' '.join(child.argv)}", flush=True)
-        cpus = child.cpus
-
-        def pin() -> None:  # runs in the child between fork and exec
-            if cpus and hasattr(os, "sched_setaffinity"):
-                os.sched_setaffinity(0, cpus)
-
-        preexec = pin if cpus else None
-        child.proc = subprocess.Popen(child.argv, env=child.env, start_new_session=True, preexec_fn=preexec)
+        child.proc = subprocess.Popen(child.argv, env=child.env, start_new_session=True)
         child.state, child.started_at, child.message = "running", time.time(), None
 
     def wait(self) -> int:

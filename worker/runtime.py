@@ -141,7 +141,6 @@ class WorkerRuntime:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "threads": thread_count(),
-            "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "ceilings": recovery.host_ceilings(self.client, recovery.host_of(self.name), self.loader.registry.names()),
             "started_at": self.started_at,
             "device": self.manager.device,
