@@ -209,6 +209,11 @@ class JobStore:
         stage = json.dumps({"phase": phase, "model": model, "level": level, "at": time.time()})
         self.client.hset(JOB_KEY.format(job_id), "stage", stage)
 
+    def ceiling(self, job_id: str) -> str | None:
+        """The most precise level a job may still run at, set when a worker died running it higher."""
+        value = self.client.hget(JOB_KEY.format(job_id), "ceiling")
+        return (value.decode() if isinstance(value, bytes) else value) or None
+
     def running_ids(self) -> list[str]:
         """Ids of the jobs marked running (some may have ended since; callers check the record)."""
         return sorted(i.decode() if isinstance(i, bytes) else str(i) for i in self.client.smembers(RUNNING_KEY))

@@ -115,7 +115,7 @@ class WorkerRuntime:
     def ceiling_for(self, job_id: str, model: str) -> tuple[str | None, list[str]]:
         """The level a job may run at most, and why: its own (after its worker died) and this host's for the model."""
         reasons: list[str] = []
-        own = self.store.raw(job_id).get("ceiling") or None
+        own = self.store.ceiling(job_id)
         if own:
             reasons.append(f"at most {own}: an earlier attempt's worker died on a higher level")
         shared = recovery.host_ceiling(self.client, recovery.host_of(self.name), model)
