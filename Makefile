@@ -4,6 +4,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 REDIS_URL ?= redis://127.0.0.1:6379/0
 export REDIS_URL
+# llama-cpp-python compiles llama.cpp; its multimodal library (LLaVA) is not used here and takes most of
+# the build. Any CMAKE_ARGS the caller sets (-DGGML_CUDA=on, ...) are kept.
+LLAMA_CMAKE_ARGS := $(strip $(CMAKE_ARGS) -DLLAVA_BUILD=OFF)
 
 .PHONY: install run test lint unit bench clean
 
@@ -14,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[hf,dev]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -e '.[web,worker,hf,dev]'
 	touch $@
 
 run: install

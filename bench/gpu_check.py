@@ -88,30 +88,19 @@ QWEN25_7B: dict[str, Any] = {
 }
 """Qwen2.5-7B's published config.json (7.6B parameters)."""
 
-TINY_GEMMA: dict[str, Any] = {
+TINY: dict[str, Any] = {
     "vocab_size": 512,
     "hidden_size": 128,
     "intermediate_size": 256,
     "num_hidden_layers": 2,
     "num_attention_heads": 2,
     "num_key_value_heads": 1,
-    "head_dim": 64,
     "max_position_embeddings": 512,
-    "sliding_window": 64,
-    "query_pre_attn_scalar": 64,
 }
 """Two layers, every projection a multiple of 64 wide (bitsandbytes' CPU 4-bit kernels need that)."""
 
-TINY_QWEN: dict[str, Any] = {
-    "vocab_size": 512,
-    "hidden_size": 128,
-    "intermediate_size": 256,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "max_position_embeddings": 512,
-    "tie_word_embeddings": False,
-}
+TINY_GEMMA: dict[str, Any] = {**TINY, "head_dim": 64, "sliding_window": 64, "query_pre_attn_scalar": 64}
+TINY_QWEN: dict[str, Any] = {**TINY, "tie_word_embeddings": False}
 
 GGUF_KEYS = {
     "hidden_size": "embedding_length",
@@ -442,7 +431,7 @@ def device_section(ctx: Context) -> dict[str, Any]:
     reading = ctx.probes.memory()
     out: dict[str, Any] = {
         "detected": device,
-        "memory": reading.as_dict(),
+        "memory": reading.model_dump(),
         "capabilities": ctx.probes.capabilities,
         "merged_capabilities": merge_capabilities(ctx.probes.capabilities),
     }
@@ -458,13 +447,18 @@ def device_section(ctx: Context) -> dict[str, Any]:
 
 def decisions(ctx: Context) -> dict[str, Any]:
     """The decision engine's level for the bundled Gemma and a 7B model at the live memory reading."""
+    from webapp.calculate import calculate
+    from worker.contracts import CalculateRequest
+    from worker.policy import LEVELS
     from worker.quantization import DynamicQuantizationManager
 
-    manager = DynamicQuantizationManager(probes=ctx.probes)
-    reading = ctx.probes.memory()
+    manager = DynamicQuantizationManager(ctx.probes)
+    reading, load = ctx.probes.memory(), ctx.probes.load().total
+    supported = manager.supported_levels() or LEVELS
     models = {}
     for name, params in DECISION_MODELS:
-        body = manager.calculate(params)
+        ask = CalculateRequest(model_size_params=params)
+        body = calculate(ask, reading, load, manager.thresholds, supported, "this machine", "").model_dump(mode="json")
         models[name] = {"params_b": params, "level": body["level"], "calculate": body}
     select = {str(load): manager.select_level(reading.used_fraction, load) for load in DECISION_LOADS}
     return {"memory_used": round(reading.used_fraction, 4), "models": models, "select_level": select}

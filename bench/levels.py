@@ -260,37 +260,11 @@ def input_grade(paragraphs: tuple[Paragraph, ...]) -> float:
 
 
 def hf_checkpoint() -> Path:
-    """The HF checkpoint of the bundled GGUF, built once per machine exactly as tests/integration/conftest.py does."""
-    import os
-    import shutil
+    """The HF checkpoint of the bundled GGUF, built once per machine (the same one the tests use)."""
+    from worker.backends.hf import checkpoint_from_gguf
+    from worker.registry import BUNDLED_NAME
 
-    import transformers
-
-    from worker.variants import cache_root, file_lock, source_fingerprint
-
-    gguf = bundled_source()
-    key = f"{source_fingerprint(gguf)}-tf{transformers.__version__}"
-    target = cache_root() / "test-checkpoints" / f"gemma-3-270m-hf-{key}"
-    if (target / "model.safetensors").exists():
-        return target
-    with file_lock(target.with_name(target.name + ".lock")):
-        if not (target / "model.safetensors").exists():
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-
-            tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16, quantization_config=GgufConfig(dequantize=True)
-            )
-            model.hf_quantizer = None  # type: ignore[assignment]
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            os.replace(tmp, target)
-    return target
+    return checkpoint_from_gguf(bundled_source(), BUNDLED_NAME)
 
 
 def hf_speed(model: Any, runs: int, deadline: float) -> dict[str, Any]:

@@ -65,11 +65,11 @@ def raw_llama(level: str) -> Any:
     """llama-cpp-python on the level's variant, with the worker's context size and threads."""
     import llama_cpp
 
-    from worker.backends.llamacpp import context_size
+    from worker.settings import get_settings
 
     path = ensure_variants((level,))[level]
     return llama_cpp.Llama(
-        model_path=str(path), n_ctx=context_size(), n_threads=THREADS, n_threads_batch=THREADS, verbose=False
+        model_path=str(path), n_ctx=get_settings().n_ctx, n_threads=THREADS, n_threads_batch=THREADS, verbose=False
     )
 
 

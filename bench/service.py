@@ -1,8 +1,8 @@
 """The whole service for the benchmarks: real Celery workers and the web app under gunicorn on a Redis DB.
 
-It starts processes the way `dynaquant up` and tests/e2e/conftest.py do (solo pool, one job at a time per
-worker; gunicorn with 1 process and 8 threads), on its own Redis DB (claimed from 11-15, so test runs on DBs
-1-10 and other benchmarks stay apart) and its own queue name.
+It starts the processes as the end-to-end tests do (tests/processes.py: solo pool, one job at a time per worker;
+gunicorn with 1 process and 8 threads), on its own Redis DB (claimed from 11-15, so test runs on DBs 1-10 and
+other benchmarks stay apart) and its own queue name.
 """
 
 from __future__ import annotations
@@ -10,20 +10,18 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
-import socket
-import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis
 import requests
 
-from bench.common import RESULTS, ROOT, THREADS, VARIANTS, python
+from bench.common import RESULTS, THREADS, VARIANTS
+from tests import processes
+from tests.processes import wait_until
 
 BENCH_REDIS_DBS = range(11, 16)
 CLAIM_KEY = "dq:bench:claim"
@@ -31,93 +29,12 @@ BASE_REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/",
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until check() returns something truthy, or raise saying what never happened."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 @dataclass
-class Service:
-    """One service instance: its environment, processes and HTTP helpers."""
+class Service(processes.Service):
+    """One service instance (tests/processes.py), with the HTTP calls the benchmarks make."""
 
-    redis_url: str
-    queue: str
-    env: dict[str, str]
-    logs: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    base_url: str = ""
+    tag: str = "bench"
     http: requests.Session = field(default_factory=requests.Session)
-
-    @property
-    def redis(self) -> redis.Redis:
-        """A client on the service's Redis DB."""
-        return redis.Redis.from_url(self.redis_url)
-
-    def spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start a process in its own session, its output appended to bench/results/logs/<name>.log."""
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        proc = subprocess.Popen(
-            argv, cwd=ROOT, env={**self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        self.procs[name] = proc
-        return proc
-
-    def start_worker(self, name: str = "w1", extra_env: dict[str, str] | None = None) -> str:
-        """Start a Celery worker (solo pool, task events on, as `dynaquant up`); wait for its heartbeat."""
-        argv = [python(), "-m", "celery", "-A", "worker.tasks", "worker", "--pool", "solo", "-Q", self.queue]
-        argv += ["-n", f"{name}@bench", "--loglevel", "INFO", "-E", "--without-mingle", "--without-gossip"]
-        self.spawn(name, argv, extra_env)
-        wait_until(lambda: self.redis.exists(f"dq:worker:{name}@bench"), 120, f"worker {name}'s heartbeat")
-        return f"{name}@bench"
-
-    def start_web(self, extra_env: dict[str, str] | None = None) -> None:
-        """Start the web app under gunicorn (1 process, 8 threads, as `dynaquant up`) and wait until it answers."""
-        port = free_port()
-        argv = [python(), "-m", "gunicorn", "webapp.wsgi:app", "--bind", f"127.0.0.1:{port}"]
-        argv += ["--workers", "1", "--threads", "8", "--timeout", "60", "--access-logfile", "-"]
-        self.spawn("web", argv, extra_env)
-        self.base_url = f"http://127.0.0.1:{port}"
-        wait_until(self._answers, 60, "the web app")
-
-    def _answers(self) -> bool:
-        try:
-            return requests.get(self.base_url + "/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def stop(self, name: str, timeout: float = 30) -> None:
-        """Stop one process (its whole group): SIGTERM, then SIGKILL after the timeout."""
-        proc = self.procs.pop(name)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-    def stop_all(self) -> None:
-        """Stop every process this service started."""
-        for name in list(self.procs):
-            self.stop(name)
-
-    def url(self, path: str) -> str:
-        """Absolute URL of an API path."""
-        return self.base_url + path
 
     def submit(self, job: dict[str, Any]) -> str:
         """POST one job; its id."""
@@ -156,7 +73,7 @@ class Service:
         while pending and time.monotonic() < deadline:
             for job_id, record in zip(pending, store.get_many(pending), strict=True):
                 if record is not None:
-                    records[job_id] = record
+                    records[job_id] = record.model_dump(mode="json")
             pending = [j for j in pending if records.get(j, {}).get("status") not in TERMINAL]
             if pending:
                 time.sleep(interval)
@@ -185,15 +102,7 @@ class Service:
 
 def claim_redis_db() -> str:
     """A Redis DB in 11-15 that no other benchmark holds, emptied for this run."""
-    for db in BENCH_REDIS_DBS:
-        url = f"{BASE_REDIS}/{db}"
-        client = redis.Redis.from_url(url)
-        if client.set(CLAIM_KEY, os.getpid(), nx=True, ex=3600):
-            for key in client.scan_iter():
-                if key != CLAIM_KEY.encode():
-                    client.delete(key)
-            return url
-    raise RuntimeError(f"every Redis DB in {list(BENCH_REDIS_DBS)} is claimed by another benchmark run")
+    return processes.claim_redis_db(BASE_REDIS, BENCH_REDIS_DBS, CLAIM_KEY, 3600)
 
 
 @contextlib.contextmanager

@@ -49,15 +49,15 @@ class Knob:
 
     def memory(self) -> Any:
         """10 % of 16 GiB used."""
-        from worker.probes import MemoryReading
+        from worker.contracts import MemoryReading
 
-        return MemoryReading("bench", 16 * GIB, int(16 * GIB * 0.9), 0)
+        return MemoryReading(pool="bench", total_bytes=16 * GIB, available_bytes=int(16 * GIB * 0.9), process_bytes=0)
 
     def load_reading(self) -> Any:
         """The current load, all of it queued."""
-        from worker.probes import LoadReading
+        from worker.contracts import LoadReading
 
-        return LoadReading(self.load, 0)
+        return LoadReading(queued=self.load, running=0)
 
 
 def make_loader(variants_dir: Path) -> tuple[Any, Knob]:
@@ -69,13 +69,14 @@ def make_loader(variants_dir: Path) -> tuple[Any, Knob]:
     from worker.probes import Probes
     from worker.quantization import DynamicQuantizationManager
     from worker.registry import Registry
+    from worker.settings import Settings
 
     knob = Knob()
     caps = {"gguf": dict.fromkeys(LEVELS, True)}
     probes = Probes(device="cpu", memory=knob.memory, load=knob.load_reading, capabilities=caps)
-    manager = DynamicQuantizationManager(probes=probes, environ={"QUANTIZE_CONSECUTIVE": "1"})
+    manager = DynamicQuantizationManager(probes, Settings(consecutive=1))
     backend = LlamaCppBackend(variants_dir, n_threads=THREADS)
-    loader = ModelLoader(manager, Registry(), ModelCache(8000), backends={"gguf": backend}, variants_dir=variants_dir)
+    loader = ModelLoader(manager, Registry(), ModelCache(8000), backends={"gguf": backend})
     return loader, knob
 
 
@@ -92,7 +93,7 @@ def switch_to(loader: Any, knob: Knob, level: str, first_call: bool = True) -> d
             started = time.perf_counter()
             lease.model.generate(build_prompt("A short text.", 5, "Science"), 1, ())
             first_s = time.perf_counter() - started
-        got, reopt = lease.level, lease.reoptimization
+        got, reopt = lease.level, lease.reoptimization.model_dump() if lease.reoptimization else None
     if got != level:
         raise RuntimeError(f"asked the loader for {level} (load {knob.load}) and got {got}")
     return {"to": level, "switch_s": acquire_s, "first_call_s": first_s, "reoptimized": reopt}
@@ -152,11 +153,13 @@ def load_anatomy(path: Path, reps: int = 3) -> dict[str, Any]:
     """Where a load's time goes: llama.cpp with only the vocabulary, a full load (context 4096), and close()."""
     import llama_cpp
 
-    from worker.backends.llamacpp import context_size
+    from worker.settings import get_settings
+
+    n_ctx = get_settings().n_ctx
 
     def load(vocab_only: bool) -> tuple[float, float]:
         started = time.perf_counter()
-        llm = llama_cpp.Llama(model_path=str(path), n_ctx=context_size(), n_threads=THREADS, n_threads_batch=THREADS,
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=THREADS, n_threads_batch=THREADS,
                               vocab_only=vocab_only, verbose=False)  # fmt: skip
         loaded = time.perf_counter() - started
         started = time.perf_counter()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -10,19 +9,17 @@ from urllib.parse import quote
 
 import requests
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+from worker.settings import get_settings
 
 
 def resolve_url(url: str | None = None) -> str:
     """The service URL: the argument, else DYNAQUANT_URL, else http://127.0.0.1:8000 (no trailing slash)."""
-    chosen = url or os.environ.get("DYNAQUANT_URL", "").strip() or DEFAULT_URL
-    return chosen.rstrip("/")
+    return (url or get_settings().url).rstrip("/")
 
 
 def resolve_token(token: str | None = None) -> str | None:
     """The API token: the argument, else DYNAQUANT_TOKEN, else none."""
-    return token or os.environ.get("DYNAQUANT_TOKEN", "").strip() or None
+    return token or get_settings().token
 
 
 class ServiceUnreachable(ConnectionError):

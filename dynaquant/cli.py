@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from dynaquant import commands
-
-
-def data_home() -> Path:
-    """Where `dynaquant up` keeps Redis data and logs: DYNAQUANT_HOME or ~/.local/share/dynaquant."""
-    default = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "dynaquant"
-    return Path(os.environ.get("DYNAQUANT_HOME", default))
+from worker.settings import get_settings
 
 
 def add_up(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workers < 0:
             raise SystemExit("--workers must be 0 (the API only, workers elsewhere) or more")
         flower_port = None if args.no_flower else args.flower_port
-        return run_up(args.host, args.port, args.workers, flower_port, data_home(), args.loglevel)
+        return run_up(args.host, args.port, args.workers, flower_port, get_settings().home_path, args.loglevel)
     return commands.run(args)
 
 

@@ -1,4 +1,4 @@
-"""The spec's Python client: `await get_unified_client().simplify_text(...)` submits over HTTP and polls.
+"""The Python client: `await get_unified_client().simplify_text(...)` submits a job over HTTP and polls it.
 
     from dynaquant.client import get_unified_client
 
@@ -17,7 +17,8 @@ import threading
 import time
 from typing import Any
 
-from dynaquant.api import TERMINAL, ServiceClient, ServiceError, ServiceUnreachable, resolve_token, resolve_url
+from dynaquant.api import ServiceClient, ServiceError, ServiceUnreachable, resolve_token, resolve_url
+from worker.contracts import TERMINAL
 
 DEFAULT_TIMEOUT = 300.0
 

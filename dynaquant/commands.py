@@ -85,8 +85,7 @@ def batch_defaults(args: argparse.Namespace) -> dict[str, Any]:
     try:
         check_defaults(given)
     except InputError as exc:
-        option = DEFAULT_OPTIONS.get(exc.field, exc.field)
-        raise InputError(option, str(exc).split(": ", 1)[-1]) from None
+        raise InputError(DEFAULT_OPTIONS.get(exc.field, exc.field), exc.reason) from None
     return given
 
 

@@ -11,15 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from worker.contracts import JobFields, JobLimits, check_limits, resolve, validated
 from worker.errors import InputError
-from worker.jobspec import FIELDS, parse_job
+from worker.settings import get_settings
 
+FIELDS: tuple[str, ...] = tuple(JobFields.model_fields)
 INTEGER_FIELDS: tuple[str, ...] = ("grade_level", "priority", "max_tokens")
 TEXT_FIELDS: tuple[str, ...] = ("text", "subject")
 CSV_SUFFIXES = frozenset({".csv"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
 SHOWN_PROBLEMS = 20
-LINE = "<line>"
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,8 @@ def detect_format(path: Path, text: str) -> str:
 
 
 def _describe(exc: InputError) -> str:
-    """'grade_level must be from 1 to 12, got 14' (a whole-line problem has no field name in front)."""
-    message = str(exc).split(": ", 1)[-1]
-    return message if exc.field == LINE else f"{exc.field} {message}"
+    """'grade_level must be an integer from 1 to 12 ...' (a whole-line problem has no field name in front)."""
+    return exc.reason if exc.field == "body" else f"{exc.field} {exc.reason}"
 
 
 def _jsonl_rows(text: str) -> Iterator[tuple[int, Any, str | None]]:
@@ -69,17 +69,6 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, Any, str | None]]:
             yield number, json.loads(raw), None
         except json.JSONDecodeError as exc:
             yield number, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
-
-
-def _typed_json(row: Any) -> dict[str, Any]:
-    if not isinstance(row, dict):
-        raise InputError(LINE, f"must be a JSON object with at least 'text' and 'grade_level', got {row!r:.60}")
-    fixed = dict(row)
-    for field in INTEGER_FIELDS:
-        value = fixed.get(field)
-        if isinstance(value, float) and value.is_integer():
-            fixed[field] = int(value)
-    return fixed
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int, Any, str | None]]:
@@ -113,30 +102,28 @@ def _typed_csv(row: Mapping[str, Any]) -> dict[str, Any]:
             continue  # an empty cell leaves the field to the defaults
         value: Any = cell if name in TEXT_FIELDS else str(cell).strip()
         if name in INTEGER_FIELDS:
-            with contextlib.suppress(ValueError):  # parse_job names the field and shows the bad value
+            with contextlib.suppress(ValueError):  # validation names the field and shows the bad value
                 value = int(value)
         typed[name] = value
     return typed
 
 
-def _check_text(job: Mapping[str, Any]) -> None:
-    for field in TEXT_FIELDS:
-        value = job.get(field)
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise InputError(field, "holds a lone UTF-16 surrogate: use valid Unicode text") from None
+def limits() -> JobLimits:
+    """The job limits this machine's settings set (the service checks its own again)."""
+    return JobLimits.from_settings(get_settings())
 
 
-def check_defaults(defaults: Mapping[str, Any]) -> None:
-    """Raise InputError when a batch default is out of range on its own (before any line is read)."""
-    parse_job({"text": "probe", "grade_level": 1, **defaults})
+def check_defaults(defaults: Mapping[str, Any]) -> JobFields:
+    """The batch defaults, each checked on its own (before any line is read), or InputError naming the field."""
+    checked = validated(JobFields, dict(defaults))
+    check_limits(checked, limits())
+    return checked
 
 
 def parse_text(text: str, fmt: str, defaults: Mapping[str, Any] | None = None, where: str = "<input>") -> list[JobLine]:
     """Every job of a file's text, each checked as the service would; JobFileError lists every bad line."""
     rows = _csv_rows(text) if fmt == "csv" else _jsonl_rows(text)
+    base, bounds = validated(JobFields, dict(defaults or {})), limits()
     jobs: list[JobLine] = []
     problems: list[str] = []
     for number, row, problem in rows:
@@ -144,13 +131,12 @@ def parse_text(text: str, fmt: str, defaults: Mapping[str, Any] | None = None, w
             problems.append(f"line {number}: {problem}")
             continue
         try:
-            job = _typed_json(row) if fmt == "jsonl" else dict(row)
-            _check_text(job)
-            parse_job(job, defaults)
+            fields = validated(JobFields, row)
+            resolve(base.model_copy(update=fields.model_dump()), bounds)
         except InputError as exc:
             problems.append(f"line {number}: {_describe(exc)}")
             continue
-        jobs.append(JobLine(number, job))
+        jobs.append(JobLine(number, fields.model_dump(mode="json")))
     if not problems and not jobs:
         problems.append("no jobs: the file is empty" + (" apart from its header" if text.strip() else ""))
     if problems:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from dynaquant.api import TERMINAL, ServiceClient, ServiceError
+from dynaquant.api import ServiceClient, ServiceError
 from dynaquant.jobfile import JobLine
 from dynaquant.progress import ProgressBar
+from worker.contracts import TERMINAL
 
 ITEM_FIELD = re.compile(r"^items\[(\d+)\]\.?(.*)$")
 DONE = TERMINAL | {"expired"}
@@ -55,7 +56,7 @@ def explain_rejection(exc: ServiceError, jobs: list[JobLine]) -> str:
     if not match or int(match.group(1)) >= len(jobs):
         return f"the service refused the batch; nothing was submitted: {exc.message}"
     line = jobs[int(match.group(1))].line
-    message = exc.message.split(": ", 1)[-1]
+    message = exc.message.removeprefix(f"{exc.field}: ")
     field = match.group(2)
     where = f"line {line}: {field} " if field else f"line {line}: "
     return f"{where}{message} (the service refused the batch; nothing was submitted)"

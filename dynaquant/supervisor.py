@@ -24,7 +24,8 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+from worker.contracts import ProcessRole, ProcessStatus, SupervisedProcess
 
 START_GRACE_SECONDS = 30.0
 RESTART_DELAY_SECONDS = 0.5
@@ -38,16 +39,18 @@ class Child:
     """One supervised process: how to start it and what has happened to it."""
 
     name: str
-    role: str
+    role: ProcessRole
     argv: list[str]
     env: dict[str, str] | None = None
     hint: str = "see its log above"
+    threads: int | None = None
+    """A worker's llama.cpp threads (its share of the cores), as the status shows them."""
     essential: bool = False
     """The service cannot go on without it (the web app, the Redis we started): giving up stops everything."""
     last_stage: bool = False
     """Stopped after the others (the Redis they write to)."""
     proc: subprocess.Popen[bytes] | None = None
-    state: str = "new"
+    state: ProcessStatus = "new"
     started_at: float = 0.0
     restarts: int = 0
     quick_failures: int = 0
@@ -55,19 +58,19 @@ class Child:
     last_exit_code: int | None = None
     message: str | None = None
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> SupervisedProcess:
         """This process's state as the API shows it."""
-        return {
-            "name": self.name,
-            "role": self.role,
-            "state": self.state,
-            "pid": self.proc.pid if self.proc is not None and self.state == "running" else None,
-            "restarts": self.restarts,
-            "started_at": self.started_at or None,
-            "last_exit_code": self.last_exit_code,
-            "threads": (self.env or {}).get("DYNAQUANT_THREADS") if self.role == "worker" else None,
-            "message": self.message,
-        }
+        return SupervisedProcess(
+            name=self.name,
+            role=self.role,
+            state=self.state,
+            pid=self.proc.pid if self.proc is not None and self.state == "running" else None,
+            restarts=self.restarts,
+            started_at=self.started_at or None,
+            last_exit_code=self.last_exit_code,
+            threads=self.threads,
+            message=self.message,
+        )
 
 
 def restart_delay(quick_failures: int) -> float:
@@ -176,7 +179,7 @@ class Supervisor:
                     child.proc.wait()
                 child.state = "stopped"
 
-    def snapshot(self) -> list[dict[str, Any]]:
+    def snapshot(self) -> list[SupervisedProcess]:
         """Every process's state."""
         return [child.snapshot() for child in self.children]
 

@@ -13,6 +13,7 @@ int4 jobs on 2 workers) and leaves a pinned worker stuck behind any other busy p
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
 import socket
@@ -25,8 +26,11 @@ import redis
 
 from dynaquant.supervisor import Child, Supervisor
 from worker import recovery, service_state, status
+from worker.contracts import SupervisorState
+from worker.settings import Settings, get_settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+FLOWER_ADDRESS = "127.0.0.1"
 
 
 def redis_answers(url: str) -> bool:
@@ -66,7 +70,7 @@ def wait_for_redis(url: str, seconds: float = 15.0) -> None:
 
 def worker_argv(index: int, loglevel: str) -> list[str]:
     """Command line for one Celery worker process running one job at a time."""
-    queue = os.environ.get("DYNAQUANT_QUEUE", "simplify")
+    queue = get_settings().queue
     return [
         sys.executable, "-m", "celery", "-A", "worker.tasks", "worker",
         "--pool", "solo", "-Q", queue, "-n", f"worker{index}@%h", "--loglevel", loglevel, "-E",
@@ -81,31 +85,34 @@ def web_argv(host: str, port: int, threads: int) -> list[str]:
     ]  # fmt: skip
 
 
-def flower_argv(port: int) -> list[str]:
-    """Command line for Flower watching the same broker."""
-    argv = [sys.executable, "-m", "celery", "-A", "worker.tasks", "flower", f"--port={port}", "--address=127.0.0.1"]
-    auth = os.environ.get("FLOWER_BASIC_AUTH")
-    return argv + ([f"--basic-auth={auth}"] if auth else [])
+def flower_argv(port: int, address: str = FLOWER_ADDRESS, basic_auth: str | None = None) -> list[str]:
+    """Command line for Flower watching the same broker (behind basic auth when FLOWER_BASIC_AUTH is set)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "flower",
+        f"--port={port}",
+        f"--address={address}",
+    ]
+    return argv + ([f"--basic-auth={basic_auth}"] if basic_auth else [])
 
 
-def available_cpus() -> list[int]:
-    """The cores this process may run on (its affinity set, which a container or taskset may narrow)."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
+def flower_env(address: str = FLOWER_ADDRESS, basic_auth: str | None = None) -> dict[str, str]:
+    """Flower's environment: its API opened without auth only on a loopback address with no basic auth set.
 
-
-def core_shares(workers: int, cpus: list[int]) -> list[set[int]]:
-    """Split the cores between workers, as even as can be; every worker gets at least one (shared past one each)."""
-    if workers >= len(cpus):
-        return [{cpus[i % len(cpus)]} for i in range(workers)]
-    size, extra = divmod(len(cpus), workers)
-    shares, start = [], 0
-    for i in range(workers):
-        end = start + size + (1 if i < extra else 0)
-        shares.append(set(cpus[start:end]))
-        start = end
-    return shares
+    Flower refuses its API (/api/...) unless FLOWER_UNAUTHENTICATED_API is set or auth is configured.
+    """
+    env = dict(os.environ)
+    if basic_auth:
+        env.pop("FLOWER_UNAUTHENTICATED_API", None)
+    elif ipaddress.ip_address(socket.gethostbyname(address)).is_loopback:
+        env["FLOWER_UNAUTHENTICATED_API"] = "true"
+    else:
+        raise SystemExit(f"Flower on {address} (not loopback) needs FLOWER_BASIC_AUTH=user:password for its API")
+    return env
 
 
 WORKER_HINT = (
@@ -115,14 +122,12 @@ WORKER_HINT = (
 )
 
 
-def worker_children(workers: int, loglevel: str) -> list[Child]:
+def worker_children(workers: int, loglevel: str, settings: Settings) -> list[Child]:
     """The worker processes, each running as many llama.cpp threads as its share of the cores (or DYNAQUANT_THREADS)."""
-    chosen = os.environ.get("DYNAQUANT_THREADS", "").strip()
-    shares = core_shares(workers, available_cpus()) if workers else []
     children = []
-    for i in range(1, workers + 1):
-        env = {**os.environ, "DYNAQUANT_THREADS": chosen or str(len(shares[i - 1]))}
-        children.append(Child(f"worker{i}", "worker", worker_argv(i, loglevel), env, WORKER_HINT))
+    for i, threads in enumerate(settings.worker_threads(workers), start=1):
+        env = {**os.environ, "DYNAQUANT_THREADS": str(threads)}
+        children.append(Child(f"worker{i}", "worker", worker_argv(i, loglevel), env, WORKER_HINT, threads=threads))
     return children
 
 
@@ -134,10 +139,11 @@ def worker_node(child: Child) -> str:
 class Service:
     """The supervised service's link to Redis: requeue a dead worker's job, sweep, publish the processes' state."""
 
-    def __init__(self, url: str, supervisor: Supervisor, web_url: str) -> None:
+    def __init__(self, url: str, supervisor: Supervisor, web_url: str, settings: Settings) -> None:
         self.client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         self.supervisor = supervisor
-        self.sweeper = recovery.Sweeper(self.client)
+        self.settings = settings
+        self.sweeper = recovery.Sweeper(self.client, settings)
         self.ident = f"{socket.gethostname()}:{os.getpid()}"
         self.web_url = web_url
         self.started_at = time.time()
@@ -160,14 +166,14 @@ class Service:
         """Sweep for jobs of workers that died anywhere, and publish the processes' state."""
         try:
             self.sweeper.sweep()
-            state = {
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "started_at": self.started_at,
-                "url": self.web_url,
-                "processes": self.supervisor.snapshot(),
-            }
-            service_state.publish(self.client, self.ident, state, status.heartbeat_ttl())
+            state = SupervisorState(
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                started_at=self.started_at,
+                url=self.web_url,
+                processes=self.supervisor.snapshot(),
+            )
+            service_state.publish(self.client, self.ident, state, self.settings.heartbeat_ttl)
         except redis.RedisError as exc:
             print(f"could not reach Redis to publish the service state: {exc}", file=sys.stderr)
 
@@ -180,7 +186,8 @@ class Service:
 def run_up(host: str, port: int, workers: int, flower_port: int | None, data_dir: Path, loglevel: str = "INFO") -> int:
     """Start the whole service and supervise it until Ctrl-C or SIGTERM."""
     url = os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
-    supervisor = Supervisor(tick_seconds=status.heartbeat_seconds())
+    settings = get_settings()
+    supervisor = Supervisor(tick_seconds=settings.heartbeat_seconds)
     service: Service | None = None
     try:
         if not redis_answers(url):
@@ -188,15 +195,17 @@ def run_up(host: str, port: int, workers: int, flower_port: int | None, data_dir
             argv = redis_server_argv(url, data_dir / "redis")
             supervisor.add(Child("redis", "redis", argv, None, redis_hint, essential=True, last_stage=True))
             wait_for_redis(url)
-        service = Service(url, supervisor, f"http://{host}:{port}")
+        service = Service(url, supervisor, f"http://{host}:{port}", settings)
         supervisor.on_exit, supervisor.on_tick = service.on_exit, service.tick
-        for child in worker_children(workers, loglevel):
+        for child in worker_children(workers, loglevel, settings):
             supervisor.add(child)
         web_hint = f"check its log above (is port {port} free?); without the web app there is no API"
         supervisor.add(Child("web", "web", web_argv(host, port, threads=8), None, web_hint, essential=True))
         if flower_port is not None:
+            auth = settings.flower_basic_auth
             flower_hint = f"check its log above (is port {flower_port} free?); the API runs without Flower"
-            supervisor.add(Child("flower", "flower", flower_argv(flower_port), None, flower_hint))
+            argv, env = flower_argv(flower_port, basic_auth=auth), flower_env(basic_auth=auth)
+            supervisor.add(Child("flower", "flower", argv, env, flower_hint))
         print(f"dynaquant is up: http://{host}:{port}/ (API under /api/v1); Ctrl-C stops it", flush=True)
         return supervisor.wait()
     finally:

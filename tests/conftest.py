@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 
+from worker.contracts import GIB, LoadReading, MemoryReading
 from worker.policy import LEVELS
-from worker.probes import LoadReading, MemoryReading, Probes
+from worker.probes import Probes
+from worker.settings import get_settings
 
-GIB = 1024**3
+
+def redis_db_url(db: int) -> str:
+    """A Redis DB on the server REDIS_URL names (default the local one), for tests that own that DB."""
+    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + f"/{db}"
+
+
+def emptied(url: str) -> redis.Redis:
+    """A client on a test's own Redis DB, emptied; the test fails saying so when no server answers."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    except redis.ConnectionError:
+        pytest.fail(f"this test needs a Redis server at {url}: start one with `redis-server` or set REDIS_URL")
+    return client
 
 
 class Readings:
@@ -23,10 +40,10 @@ class Readings:
 
     def memory(self) -> MemoryReading:
         available = int(self.total_bytes * (1 - self.used_fraction))
-        return MemoryReading("test", self.total_bytes, available, 0)
+        return MemoryReading(pool="test", total_bytes=self.total_bytes, available_bytes=available, process_bytes=0)
 
     def load(self) -> LoadReading:
-        return LoadReading(self.queued, self.running)
+        return LoadReading(queued=self.queued, running=self.running)
 
 
 @pytest.fixture
@@ -39,3 +56,11 @@ def fixed_probes() -> Callable[..., Probes]:
         return Probes(device=device, memory=r.memory, load=r.load, capabilities=caps)
 
     return build
+
+
+@pytest.fixture
+def fresh_settings() -> Iterator[None]:
+    """This process's settings read again from the environment the test sets (otherwise they are read once)."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

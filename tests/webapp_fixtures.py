@@ -6,7 +6,6 @@ pytest can rewrite its assertions).
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,59 +15,23 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.conftest import emptied, redis_db_url
+from tests.states import worker_state
 from webapp import create_app
+from worker.contracts import WorkerState
 from worker.jobs import JOB_KEY
 from worker.queues import priority_queue_names, queue_depth
 from worker.status import publish
 
-TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+TEST_REDIS_URL = redis_db_url(15)
 QUEUE = "simplify"
-
-WORKER_STATE: dict[str, Any] = {
-    "pid": 4242,
-    "host": "test-host",
-    "device": "cpu",
-    "memory": {
-        "pool": "system",
-        "total_gb": 16.0,
-        "available_gb": 8.5,
-        "used_gb": 7.5,
-        "used_fraction": 0.4688,
-        "used_percent": "46.9%",
-        "process_gb": 1.2,
-    },
-    "memory_status": "moderate",
-    "capabilities": {"fp16": True, "int8": True, "int4": True, "int2": True},
-    "recommended_level": "int8",
-    "active_requests": 1,
-    "current_models": [
-        {"name": "gemma-3-270m", "level": "int4", "size_mb": 253.0, "access_count": 45, "status": "loaded"}
-    ],
-    "current_levels": {"gemma-3-270m": "int4"},
-    "cache": {
-        "current_size_mb": 253.0,
-        "max_size_mb": 8000.0,
-        "utilization": "3.2%",
-        "models_cached": 1,
-        "models": [{"name": "gemma-3-270m", "level": "int4", "size_mb": 253.0, "access_count": 45, "status": "loaded"}],
-    },
-    "models_available": ["gemma-3-270m", "tiny-test-model"],
-    "last_job": None,
-    "reoptimizations": 2,
-    "jobs_done": 7,
-    "cache_clear_seen": 0,
-}
+HEARTBEAT_TTL = 10
 
 
 @pytest.fixture
 def redis_db() -> Iterator[redis.Redis]:
     """Redis DB 15, empty before and after the test."""
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail(f"these tests need a Redis server at {TEST_REDIS_URL}: start one with `redis-server`")
-    client.flushdb()
+    client = emptied(TEST_REDIS_URL)
     yield client
     client.flushdb()
 
@@ -96,13 +59,12 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def fake_worker(redis_db: redis.Redis) -> Callable[..., dict[str, Any]]:
+def fake_worker(redis_db: redis.Redis) -> Callable[..., WorkerState]:
     """Publish a worker's state the way a live worker's heartbeat does (a real Redis write)."""
 
-    def publish_state(name: str = "worker-a", **changes: Any) -> dict[str, Any]:
-        state = copy.deepcopy(WORKER_STATE)
-        state.update(changes)
-        publish(redis_db, name, state)
+    def publish_state(name: str = "worker-a", **changes: Any) -> WorkerState:
+        state = worker_state(name, **changes)
+        publish(redis_db, state, HEARTBEAT_TTL)
         return state
 
     return publish_state

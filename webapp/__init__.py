@@ -8,20 +8,25 @@ from typing import Any
 
 from flask import Flask
 
-from webapp import dashboard, health, jobs, openapi, quantization
+from webapp import apidoc, dashboard, health, jobs, quantization
 from webapp.errors import register_error_handlers
-from webapp.settings import from_env
+from webapp.extensions import redacted_url
+from worker.settings import Settings, get_settings
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app from the environment, with `test_config` overriding any setting."""
+    """Build the app on this process's settings; a `test_config` key named like a setting (MAX_BATCH) overrides it.
+
+    Other keys go to Flask's config as they are (TESTING, or CELERY_BROKER_URL to send jobs elsewhere).
+    """
     app = Flask(__name__)
-    app.config.from_mapping(from_env())
-    if test_config is not None:
-        app.config.from_mapping(test_config)
+    config = dict(test_config or {})
+    changes = {key.lower(): config.pop(key) for key in list(config) if key.lower() in Settings.model_fields}
+    settings = get_settings().override(**changes) if changes else get_settings()
+    app.config.from_mapping({"SETTINGS": settings, "MAX_CONTENT_LENGTH": settings.max_body_bytes, **config})
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_error_handlers(app)
-    for blueprint in (jobs.bp, quantization.bp, health.bp, openapi.bp, dashboard.bp):
+    for blueprint in (jobs.bp, quantization.bp, health.bp, apidoc.bp, dashboard.bp):
         app.register_blueprint(blueprint)
-    logging.getLogger(__name__).debug("dynaquant web app created for Redis %s", app.config["REDIS_URL"])
+    logging.getLogger(__name__).debug("dynaquant web app created for Redis %s", redacted_url(settings.redis_url))
     return app

@@ -7,16 +7,17 @@ import hmac
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import current_app, request
+from flask import request
 
 from webapp.errors import ApiError
+from webapp.extensions import current_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def check_token() -> None:
     """Raise 401 unless API_TOKEN is unset or the request carries `Authorization: Bearer <token>`."""
-    token = current_app.config.get("API_TOKEN")
+    token = current_settings().api_token
     if not token:
         return
     header = request.headers.get("Authorization", "")

@@ -33,12 +33,3 @@ def json_object(allow_empty: bool = False) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ApiError(400, "invalid_input", f"the body must be a JSON object, got {type(payload).__name__}", "body")
     return payload
-
-
-def reject_unknown(payload: dict[str, Any], allowed: tuple[str, ...], prefix: str = "") -> None:
-    """Refuse fields the endpoint does not know, naming the first."""
-    unknown = sorted(set(payload) - set(allowed))
-    if unknown:
-        raise ApiError(
-            400, "invalid_input", f"is not a known field; allowed are {', '.join(allowed)}", prefix + unknown[0]
-        )

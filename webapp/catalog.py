@@ -1,23 +1,27 @@
-"""Which model names a job may ask for: the default, the models file and what live workers offer."""
+"""Which model names a job may ask for (the default, the models file, what live workers offer) and the job limits."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any
+from pathlib import Path
 
-from worker.jobspec import default_model
+import redis
+
+from webapp.extensions import current_settings, get_redis
+from worker.contracts import JobLimits, WorkerState
+from worker.status import live_workers
 
 log = logging.getLogger(__name__)
 
 
-def models_in_file(path: str | None) -> set[str]:
+def models_in_file(path: Path | str | None) -> set[str]:
     """Names (the top-level keys) in a JSON models file; empty when unset or unreadable."""
     if not path:
         return set()
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(Path(path).expanduser(), encoding="utf-8") as handle:
             data = json.load(handle)
     except (OSError, ValueError) as exc:
         log.warning("models file %s (DYNAQUANT_MODELS_FILE) is unreadable: %s", path, exc)
@@ -28,16 +32,19 @@ def models_in_file(path: str | None) -> set[str]:
     return {str(name) for name in data}
 
 
-def models_of_workers(workers: Iterable[dict[str, Any]]) -> set[str]:
-    """Every model name some live worker says it can serve."""
-    names: set[str] = set()
-    for state in workers:
-        available = state.get("models_available")
-        if isinstance(available, list):
-            names.update(str(name) for name in available if isinstance(name, str))
-    return names
-
-
-def known_models(workers: Iterable[dict[str, Any]], models_file: str | None) -> list[str]:
+def known_models(workers: Iterable[WorkerState], default: str, models_file: Path | str | None) -> list[str]:
     """The models a job may name, sorted."""
-    return sorted({default_model()} | models_in_file(models_file) | models_of_workers(workers))
+    offered = {name for state in workers for name in state.models_available}
+    return sorted({default} | models_in_file(models_file) | offered)
+
+
+def job_limits(lenient: bool = False) -> JobLimits:
+    """This app's job limits, with the models a job may name now; `lenient`: without live workers if Redis is down."""
+    settings = current_settings()
+    try:
+        workers = live_workers(get_redis())
+    except redis.RedisError:
+        if not lenient:
+            raise
+        workers = []
+    return JobLimits.from_settings(settings, tuple(known_models(workers, settings.default_model, settings.models_file)))

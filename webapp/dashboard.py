@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, make_response, render_template
+from flask import Blueprint, make_response, render_template
 from flask.typing import ResponseReturnValue
 
-from worker.status import heartbeat_ttl
+from webapp.extensions import current_settings
 
 bp = Blueprint("dashboard", __name__)
 
@@ -21,12 +21,13 @@ CSP = (
 @bp.get("/")
 def index() -> ResponseReturnValue:
     """The dashboard: workers, memory, levels, cache, queue, recent jobs and a form to simplify a text."""
+    settings = current_settings()
     page = render_template(
         "dashboard.html",
         poll_ms=POLL_MS,
         history_minutes=HISTORY_MINUTES,
-        heartbeat_ttl=heartbeat_ttl(),
-        queue=current_app.config["QUEUE"],
+        heartbeat_ttl=settings.heartbeat_ttl,
+        queue=settings.queue,
     )
     response = make_response(page)
     response.headers["Content-Security-Policy"] = CSP

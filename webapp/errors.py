@@ -10,7 +10,8 @@ from flask import Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from webapp.extensions import redacted_url
+from webapp.extensions import current_settings, redacted_url
+from worker.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -56,25 +57,18 @@ def error_body(
     return {"error": {"code": code, "message": message, "field": field}, **(extra or {})}
 
 
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    field: str | None = None,
-    headers: dict[str, str] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> ResponseReturnValue:
-    """A JSON error answer with its status and headers."""
-    response = jsonify(error_body(code, message, field, extra))
-    response.status_code = status
-    for name, value in (headers or {}).items():
+def error_response(error: ApiError) -> ResponseReturnValue:
+    """The JSON answer of an error, with its status and headers."""
+    response = jsonify(error_body(error.code, error.message, error.field, error.extra))
+    response.status_code = error.status
+    for name, value in error.headers.items():
         response.headers[name] = value
     return response
 
 
 def redis_unreachable_message() -> str:
     """What to tell a client when Redis does not answer."""
-    url = redacted_url(current_app.config["REDIS_URL"])
+    url = redacted_url(current_settings().redis_url)
     return (
         f"Redis at {url} is unreachable: start it (`redis-server`, `dynaquant up` or `docker compose up redis`) "
         "or point REDIS_URL at a running one, then retry"
@@ -82,7 +76,11 @@ def redis_unreachable_message() -> str:
 
 
 def _api_error(exc: ApiError) -> ResponseReturnValue:
-    return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers, exc.extra)
+    return error_response(exc)
+
+
+def _input_error(exc: InputError) -> ResponseReturnValue:
+    return error_response(ApiError(400, exc.code, str(exc), exc.field))
 
 
 def _http_error(exc: HTTPException) -> ResponseReturnValue:
@@ -102,32 +100,34 @@ def _http_error(exc: HTTPException) -> ResponseReturnValue:
     skip = ("content-type", "content-length")
     headers = {k: v for k, v in exc.get_response().headers.items() if k.lower() not in skip}
     field = "body" if status in (413, 415) else None
-    return error_response(status, HTTP_CODES.get(status, exc.name.lower().replace(" ", "_")), message, field, headers)
+    return error_response(
+        ApiError(status, HTTP_CODES.get(status, exc.name.lower().replace(" ", "_")), message, field, headers)
+    )
 
 
 def _redis_error(exc: redis.RedisError) -> ResponseReturnValue:
+    settings = current_settings()
+    url, retry = redacted_url(settings.redis_url), {"Retry-After": str(settings.retry_after_seconds)}
     if isinstance(exc, redis.AuthenticationError):
         log.warning("Redis refused the credentials: %s", exc)
-        url = redacted_url(current_app.config["REDIS_URL"])
         message = f"Redis at {url} refused the credentials in REDIS_URL: set the password it expects"
-        return error_response(503, "redis_auth_failed", message, None, {"Retry-After": "5"})
+        return error_response(ApiError(503, "redis_auth_failed", message, None, retry))
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         log.warning("Redis unreachable: %s", exc)
-        return error_response(503, "redis_unavailable", redis_unreachable_message(), None, {"Retry-After": "5"})
+        return error_response(ApiError(503, "redis_unavailable", redis_unreachable_message(), None, retry))
     log.error("Redis error: %s", exc)
-    url = redacted_url(current_app.config["REDIS_URL"])
-    message = f"Redis at {url} answered with an error: {exc}"
-    return error_response(503, "redis_error", message, None, {"Retry-After": "5"})
+    return error_response(ApiError(503, "redis_error", f"Redis at {url} answered with an error: {exc}", None, retry))
 
 
 def _unexpected(exc: Exception) -> ResponseReturnValue:
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return error_response(500, "internal_error", "unexpected server error; the server log has the details")
+    return error_response(ApiError(500, "internal_error", "unexpected server error; the server log has the details"))
 
 
 def register_error_handlers(app: Flask) -> None:
     """Answer every error, expected or not, with the JSON error object."""
     app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(InputError, _input_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(redis.RedisError, _redis_error)
     app.register_error_handler(Exception, _unexpected)

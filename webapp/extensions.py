@@ -13,6 +13,7 @@ from flask import Flask, current_app
 import celeryconfig
 from worker.celery_app import app as shared_celery
 from worker.jobs import JobStore
+from worker.settings import Settings
 
 _lock = threading.RLock()
 
@@ -43,20 +44,35 @@ def _lazy(name: str, build: Any) -> Any:
     return state[name]
 
 
+def settings_of(app: Flask) -> Settings:
+    """An app's settings (the environment's, with create_app's overrides)."""
+    settings: Settings = app.config["SETTINGS"]
+    return settings
+
+
+def current_settings() -> Settings:
+    """The settings of the app handling this request."""
+    return settings_of(current_app)
+
+
+def broker_url(app: Flask) -> str:
+    """Where jobs are sent: REDIS_URL, unless a test points CELERY_BROKER_URL elsewhere."""
+    return str(app.config.get("CELERY_BROKER_URL") or settings_of(app).redis_url)
+
+
 def _make_redis(app: Flask) -> redis.Redis:
     return redis.Redis.from_url(
-        app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        settings_of(app).redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
     )
 
 
 def _make_celery(app: Flask) -> Celery:
-    url = app.config.get("CELERY_BROKER_URL") or app.config["REDIS_URL"]
+    url = broker_url(app)
     if url == shared_celery.conf.broker_url:
         return shared_celery
     sender = Celery("dynaquant-web", set_as_current=False)
     sender.config_from_object(celeryconfig)
     sender.conf.broker_url = url
-    sender.conf.result_backend = url
     return sender
 
 
@@ -68,7 +84,7 @@ def get_redis() -> redis.Redis:
 
 def get_store() -> JobStore:
     """This app's job and batch records."""
-    store: JobStore = _lazy("store", lambda app: JobStore(get_redis()))
+    store: JobStore = _lazy("store", lambda app: JobStore(get_redis(), settings_of(app).result_ttl))
     return store
 
 

@@ -2,58 +2,62 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from webapp.aggregate import NO_WORKERS_MESSAGE
-from webapp.errors import error_response, redis_unreachable_message
-from webapp.extensions import get_redis
+from webapp.apidoc import documented
+from webapp.errors import ApiError, error_response, redis_unreachable_message
+from webapp.extensions import current_settings, get_redis
 from webapp.metrics import exposition
 from worker import service_state
+from worker.contracts import Check, Health, Ready
 from worker.status import live_workers
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@documented("healthz", HTTP_200=(Health, "Up."))
 def healthz() -> ResponseReturnValue:
     """The process is up (says nothing of Redis or workers)."""
-    return jsonify({"status": "ok"})
+    return jsonify(Health(status="ok").model_dump())
 
 
 @bp.get("/readyz")
+@documented("readyz", HTTP_200=(Ready, "Ready, or degraded: a supervised process is down."))
 def readyz() -> ResponseReturnValue:
-    """200 when Redis answers and at least one worker is alive ("degraded" when a supervised process is down);
+    """200 when Redis answers and at least one worker is alive, "degraded" when a supervised process is down;
     else 503 saying which is missing."""
-    checks: dict[str, Any] = {}
     try:
         get_redis().ping()
         workers = live_workers(get_redis())
-        checks["redis"] = {"ok": True, "message": None}
-        message = None if workers else NO_WORKERS_MESSAGE
-        checks["workers"] = {"ok": bool(workers), "count": len(workers), "message": message}
-        supervision = service_state.summary(service_state.live_supervisors(get_redis()))
-        problems = "; ".join(supervision["messages"]) or None
-        checks["processes"] = {"ok": not supervision["degraded"], "required": False, "message": problems}
+        service = service_state.summary(get_redis())
+        checks = {
+            "redis": Check(ok=True, message=None),
+            "workers": Check(ok=bool(workers), count=len(workers), message=None if workers else NO_WORKERS_MESSAGE),
+            "processes": Check(ok=not service.degraded, message="; ".join(service.messages) or None, required=False),
+        }
     except redis.RedisError:
-        checks["redis"] = {"ok": False, "message": redis_unreachable_message()}
-        checks["workers"] = {"ok": False, "count": None, "message": "unknown while Redis is unreachable"}
-    required = {name: check for name, check in checks.items() if check.get("required", True)}
-    if all(check["ok"] for check in required.values()):
-        degraded = not all(check["ok"] for check in checks.values())
-        return jsonify({"status": "degraded" if degraded else "ready", "checks": checks})
-    failing = [name for name, check in required.items() if not check["ok"]]
-    message = "; ".join(str(checks[name]["message"]) for name in failing)
-    extra = {"status": "not_ready", "checks": checks}
-    return error_response(503, "not_ready", f"not ready: {message}", None, {"Retry-After": "5"}, extra)
+        checks = {
+            "redis": Check(ok=False, message=redis_unreachable_message()),
+            "workers": Check(ok=False, message="unknown while Redis is unreachable"),
+        }
+    failing = [check for check in checks.values() if check.required and not check.ok]
+    if not failing:
+        degraded = not all(check.ok for check in checks.values())
+        return jsonify(Ready(status="degraded" if degraded else "ready", checks=checks).model_dump())
+    message = "; ".join(str(check.message) for check in failing)
+    extra = {"status": "not_ready", "checks": {name: check.model_dump() for name, check in checks.items()}}
+    retry = {"Retry-After": str(current_settings().retry_after_seconds)}
+    return error_response(ApiError(503, "not_ready", f"not ready: {message}", None, retry, extra))
 
 
 @bp.get("/metrics")
+@documented("metrics", HTTP_200=(None, "Prometheus text format."))
 def metrics() -> ResponseReturnValue:
     """Queue depth, jobs, levels, cache, re-optimisations and latency, in the Prometheus text format."""
-    body = exposition(get_redis(), current_app.config["QUEUE"])
+    body = exposition(get_redis(), current_settings().queue)
     return Response(body, status=200, content_type=CONTENT_TYPE_LATEST)

@@ -4,43 +4,53 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, Field
 
+from webapp.apidoc import IdempotencyHeader, documented
 from webapp.auth import token_required
 from webapp.body import json_object
-from webapp.catalog import known_models
+from webapp.catalog import job_limits
 from webapp.errors import ApiError
-from webapp.extensions import get_celery, get_redis, get_store
+from webapp.extensions import get_celery, get_store
 from webapp.idempotency import idempotency_key, release, settled
 from webapp.queueing import admitted, enqueue
-from webapp.validation import parse_batch, parse_one
-from worker.jobs import RECENT_KEEP, TERMINAL, new_id
-from worker.status import live_workers
+from worker.contracts import (
+    TERMINAL,
+    BatchAccepted,
+    BatchRecord,
+    BatchRequest,
+    Cancelled,
+    JobAccepted,
+    JobList,
+    JobRecord,
+    JobRequest,
+    JobStatus,
+    parse_batch,
+    parse_job,
+)
+from worker.jobs import RECENT_KEEP, new_id
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 128
 DIGITS = re.compile(r"[0-9]{1,6}")
+REPLAYED = "Replay of an earlier request with this Idempotency-Key."
 
 
-def _known_models() -> list[str]:
-    return known_models(live_workers(get_redis()), current_app.config.get("MODELS_FILE"))
+class ListQuery(BaseModel):
+    """GET /jobs's query."""
+
+    limit: int = Field(50, ge=1, le=RECENT_KEEP, description="how many jobs, newest first")
 
 
-def _job_url(job_id: str) -> str:
-    return url_for("jobs.get_job", job_id=job_id)
-
-
-def _batch_url(batch_id: str) -> str:
-    return url_for("jobs.get_batch", batch_id=batch_id)
-
-
-def _accepted(body: dict[str, Any], location: str, replayed: bool) -> ResponseReturnValue:
-    response = jsonify(body)
+def _accepted(body: BaseModel, location: str, replayed: bool) -> ResponseReturnValue:
+    response = jsonify(body.model_dump(mode="json"))
     response.status_code = 200 if replayed else 202
     response.headers["Location"] = location
     if replayed:
@@ -49,69 +59,75 @@ def _accepted(body: dict[str, Any], location: str, replayed: bool) -> ResponseRe
 
 
 def _job_answer(job_id: str, replayed: bool = False) -> ResponseReturnValue:
-    status = "queued"
+    status = JobStatus.QUEUED
     if replayed:
         job = settled(lambda: get_store().get(job_id))
-        status = job["status"] if job else "queued"
-    body = {"job_id": job_id, "status_url": _job_url(job_id), "status": status}
-    return _accepted(body, _job_url(job_id), replayed)
+        status = job.status if job else JobStatus.QUEUED
+    url = url_for("jobs.get_job", job_id=job_id)
+    return _accepted(JobAccepted(job_id=job_id, status_url=url, status=status), url, replayed)
 
 
 def _batch_answer(batch_id: str, job_ids: list[str], replayed: bool = False) -> ResponseReturnValue:
-    body = {"batch_id": batch_id, "job_ids": job_ids, "status_url": _batch_url(batch_id), "status": "queued"}
-    return _accepted(body, _batch_url(batch_id), replayed)
+    url = url_for("jobs.get_batch", batch_id=batch_id)
+    body = BatchAccepted(batch_id=batch_id, job_ids=job_ids, status_url=url, status=JobStatus.QUEUED)
+    return _accepted(body, url, replayed)
 
 
 def _batch_job_ids(batch_id: str) -> list[str]:
     batch = settled(lambda: get_store().batch(batch_id))
-    return [entry["job_id"] for entry in batch["jobs"]] if batch else []
+    return [entry.job_id for entry in batch.jobs] if batch else []
+
+
+def _queue_once(
+    kind: str, count: int, send: Callable[[str], object], answer: Callable[[str, bool], ResponseReturnValue]
+) -> ResponseReturnValue:
+    """Queue `count` jobs under a new id, or answer with the first id again for a replayed Idempotency-Key."""
+    store = get_store()
+    key = idempotency_key(request.headers)
+    scoped = f"{kind}:{key}" if key else None
+    if scoped and (existing := store.lookup_idempotency(scoped)):
+        return answer(existing, True)
+    with admitted(count):
+        ident = new_id()
+        if scoped and (bound := store.remember_idempotency(scoped, ident)) != ident:
+            return answer(bound, True)
+        try:
+            send(ident)
+        except Exception:
+            if scoped:
+                release(scoped, ident)
+            raise
+    return answer(ident, False)
+
+
+def submission(operation: str, body: type[BaseModel], accepted: type[BaseModel], queued: str) -> Any:
+    """Document a submitting view: its body, the Idempotency-Key header, 202 (or 200 on a replay) and its errors."""
+    answers = {"HTTP_202": (accepted, queued), "HTTP_200": (accepted, REPLAYED)}
+    inputs: dict[str, type[BaseModel]] = {"json": body, "headers": IdempotencyHeader}
+    return documented(operation, (400, 413, 415, 429), guarded=True, inputs=inputs, **answers)
 
 
 @bp.post("/jobs")
+@submission("submitJob", JobRequest, JobAccepted, "Queued.")
 @token_required
 def submit_job() -> ResponseReturnValue:
-    """Validate one job and queue it at its priority; 202 with its id and where to poll it."""
-    spec = parse_one(json_object(), _known_models())
-    store = get_store()
-    key = idempotency_key(request.headers)
-    scoped = f"job:{key}" if key else None
-    if scoped and (existing := store.lookup_idempotency(scoped)):
-        return _job_answer(existing, replayed=True)
-    with admitted(1):
-        job_id = new_id()
-        if scoped and (bound := store.remember_idempotency(scoped, job_id)) != job_id:
-            return _job_answer(bound, replayed=True)
-        try:
-            enqueue([(job_id, spec)])
-        except Exception:
-            if scoped:
-                release(scoped, job_id)
-            raise
-    return _job_answer(job_id)
+    """Queue one simplification job at its priority: 202 with its id and where to poll it."""
+    spec = parse_job(json_object(), job_limits())
+    return _queue_once("job", 1, lambda job_id: enqueue([(job_id, spec)]), _job_answer)
 
 
 @bp.post("/batches")
+@submission("submitBatch", BatchRequest, BatchAccepted, "All items queued.")
 @token_required
 def submit_batch() -> ResponseReturnValue:
-    """Validate every item, then queue them all (or none); 202 with the batch id and job ids."""
-    specs = parse_batch(json_object(), _known_models(), int(current_app.config["MAX_BATCH"]))
-    store = get_store()
-    key = idempotency_key(request.headers)
-    scoped = f"batch:{key}" if key else None
-    if scoped and (existing := store.lookup_idempotency(scoped)):
-        return _batch_answer(existing, _batch_job_ids(existing), replayed=True)
-    with admitted(len(specs)):
-        batch_id = new_id()
-        if scoped and (bound := store.remember_idempotency(scoped, batch_id)) != batch_id:
-            return _batch_answer(bound, _batch_job_ids(bound), replayed=True)
-        jobs = [(new_id(), spec) for spec in specs]
-        try:
-            enqueue(jobs, batch_id=batch_id)
-        except Exception:
-            if scoped:
-                release(scoped, batch_id)
-            raise
-    return _batch_answer(batch_id, [job_id for job_id, _ in jobs])
+    """Queue many jobs at once, all or none: every item is checked before any is queued."""
+    jobs = [(new_id(), spec) for spec in parse_batch(json_object(), job_limits())]
+
+    def answer(batch_id: str, replayed: bool) -> ResponseReturnValue:
+        job_ids = _batch_job_ids(batch_id) if replayed else [job_id for job_id, _ in jobs]
+        return _batch_answer(batch_id, job_ids, replayed)
+
+    return _queue_once("batch", len(jobs), lambda batch_id: enqueue(jobs, batch_id=batch_id), answer)
 
 
 def _not_found(kind: str, ident: str) -> ApiError:
@@ -119,27 +135,35 @@ def _not_found(kind: str, ident: str) -> ApiError:
     return ApiError(404, "not_found", f"no {kind} with id {shown!r} (never issued, or expired)", f"{kind}_id")
 
 
+def _record(kind: str, ident: str, read: Callable[[str], BaseModel | None]) -> ResponseReturnValue:
+    """A job's or batch's record as JSON, or 404 naming the id."""
+    record = read(ident) if len(ident) <= MAX_ID_LENGTH else None
+    if record is None:
+        raise _not_found(kind, ident)
+    return jsonify(record.model_dump(mode="json"))
+
+
 @bp.get("/jobs/<job_id>")
+@documented("getJob", (404, 414), HTTP_200=(JobRecord, "The job."))
 def get_job(job_id: str) -> ResponseReturnValue:
-    """One job: its status, request, result or error, and timestamps."""
-    job = get_store().get(job_id) if len(job_id) <= MAX_ID_LENGTH else None
-    if job is None:
-        raise _not_found("job", job_id)
-    return jsonify(job)
+    """A job's status, request, result or error, and timestamps."""
+    return _record("job", job_id, get_store().get)
 
 
 @bp.get("/jobs")
+@documented("listJobs", (400, 414), inputs={"query": ListQuery}, HTTP_200=(JobList, "Jobs."))
 def list_jobs() -> ResponseReturnValue:
-    """The latest jobs, newest first (?limit=1..500, default 50)."""
+    """The latest jobs, newest first."""
     given = request.args.getlist("limit")
     raw = given[0] if len(given) == 1 else ("50" if not given else ",".join(given))
     if not DIGITS.fullmatch(raw) or not 1 <= int(raw) <= RECENT_KEEP:
         raise ApiError(400, "invalid_input", f"limit: must be an integer from 1 to {RECENT_KEEP}, got {raw!r}", "limit")
     jobs = get_store().recent(int(raw))
-    return jsonify({"jobs": jobs, "count": len(jobs)})
+    return jsonify(JobList(jobs=jobs, count=len(jobs)).model_dump(mode="json"))
 
 
 @bp.delete("/jobs/<job_id>")
+@documented("cancelJob", (404, 409, 414), guarded=True, HTTP_200=(Cancelled, "Cancelled."))
 @token_required
 def cancel_job(job_id: str) -> ResponseReturnValue:
     """Cancel a queued or running job; 409 when it already ended (cancelled included)."""
@@ -151,7 +175,7 @@ def cancel_job(job_id: str) -> ResponseReturnValue:
     outcome = before if before in TERMINAL else store.cancel(job_id)
     if outcome == "missing":  # expired in between
         raise _not_found("job", job_id)
-    if before in TERMINAL or outcome != "cancelled":
+    if before in TERMINAL or outcome != JobStatus.CANCELLED:
         raise ApiError(
             409,
             "already_finished",
@@ -163,13 +187,11 @@ def cancel_job(job_id: str) -> ResponseReturnValue:
         get_celery().control.revoke(job_id)
     except Exception as exc:  # best effort: workers also skip a job whose record says cancelled
         log.warning("could not revoke job %s: %s", job_id, exc)
-    return jsonify({"job_id": job_id, "status": "cancelled"})
+    return jsonify(Cancelled(job_id=job_id, status=JobStatus.CANCELLED).model_dump(mode="json"))
 
 
 @bp.get("/batches/<batch_id>")
+@documented("getBatch", (404, 414), HTTP_200=(BatchRecord, "The batch."))
 def get_batch(batch_id: str) -> ResponseReturnValue:
-    """A batch: counts by status and each job's status (and result once done)."""
-    batch = get_store().batch(batch_id) if len(batch_id) <= MAX_ID_LENGTH else None
-    if batch is None:
-        raise _not_found("batch", batch_id)
-    return jsonify(batch)
+    """Counts by status and each job's status (and result once done)."""
+    return _record("batch", batch_id, get_store().batch)

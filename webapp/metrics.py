@@ -10,12 +10,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from webapp.aggregate import name_of, number
+from worker.contracts import MIB, WorkerState
 from worker.jobs import COUNTS_KEY, LATENCY_BUCKETS, LATENCY_KEY, LEVELS_KEY, REOPT_KEY, STATUSES
 from worker.queues import jobs_running, queue_depth_by_priority
 from worker.status import live_workers
-
-MB = 1_000_000
 
 
 def _decode_hash(raw: dict[Any, Any]) -> dict[str, str]:
@@ -81,22 +79,16 @@ class RedisCollector(Collector):
             value=_float(raw.decode() if isinstance(raw, bytes) else raw),
         )
 
-    def _workers(self, workers: list[dict[str, Any]]) -> Iterator[Metric]:
+    def _workers(self, workers: list[WorkerState]) -> Iterator[Metric]:
         yield GaugeMetricFamily("dynaquant_workers_alive", "Workers with a fresh heartbeat.", value=len(workers))
         level = GaugeMetricFamily(
             "dynaquant_worker_level", "1 for each worker's level per model.", labels=["worker", "model", "level"]
         )
         cache = GaugeMetricFamily("dynaquant_cache_bytes", "Bytes of models in each worker's cache.", labels=["worker"])
         for state in workers:
-            name = name_of(state)
-            levels = state.get("current_levels")
-            if isinstance(levels, dict):
-                for model, lvl in sorted(levels.items()):
-                    level.add_metric([name, str(model), str(lvl)], 1)
-            cache_state = state.get("cache")
-            size = number(cache_state.get("current_size_mb")) if isinstance(cache_state, dict) else None
-            if size is not None:
-                cache.add_metric([name], size * MB)
+            for model, lvl in sorted(state.current_levels.items()):
+                level.add_metric([state.worker, model, lvl], 1)
+            cache.add_metric([state.worker], state.cache.current_size_mb * MIB)
         yield level
         yield cache
 

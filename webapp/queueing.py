@@ -17,27 +17,22 @@ from contextlib import contextmanager
 from flask import current_app
 
 from webapp.errors import ApiError
-from webapp.extensions import get_celery, get_redis, get_store, redacted_url
+from webapp.extensions import broker_url, current_settings, get_celery, get_redis, get_store, redacted_url
 from worker import queues
 from worker.celery_app import SIMPLIFY_TASK
-from worker.jobspec import JobSpec
+from worker.contracts import JobSpec
 
 log = logging.getLogger(__name__)
 
 
 def queue_name() -> str:
     """The Celery queue jobs go to."""
-    return str(current_app.config["QUEUE"])
+    return current_settings().queue
 
 
 def depth_by_priority() -> dict[int, int]:
     """Jobs waiting per priority step (0 runs first)."""
     return queues.queue_depth_by_priority(get_redis(), [queue_name()])
-
-
-def queue_depth() -> int:
-    """Jobs waiting in every priority list of the queue."""
-    return sum(depth_by_priority().values())
 
 
 def running() -> int:
@@ -67,7 +62,7 @@ return {1, depth, reserved}
 
 
 def _queue_full(depth: int, count: int, limit: int) -> ApiError:
-    retry = str(current_app.config["RETRY_AFTER_SECONDS"])
+    retry = str(current_settings().retry_after_seconds)
     what = "this job was" if count == 1 else f"these {count} jobs were"
     return ApiError(
         429,
@@ -83,7 +78,7 @@ def _queue_full(depth: int, count: int, limit: int) -> ApiError:
 @contextmanager
 def admitted(count: int) -> Iterator[None]:
     """Reserve room for `count` jobs under DYNAQUANT_MAX_QUEUE for the block (429 when it is not there)."""
-    limit = int(current_app.config["MAX_QUEUE"])
+    limit = current_settings().max_queue
     client = get_redis()
     reservations = RESERVATIONS_KEY.format(queue_name())
     keys = [*queues.priority_queue_names(queue_name()), reservations]
@@ -104,25 +99,24 @@ def admitted(count: int) -> Iterator[None]:
 def _send(job_id: str, spec: JobSpec) -> None:
     get_celery().send_task(
         SIMPLIFY_TASK,
-        args=[job_id, spec.as_dict()],
+        args=[job_id, spec.model_dump(mode="json")],
         task_id=job_id,
         priority=spec.priority,
         queue=queue_name(),
-        # Results live in the job records; without this the sender subscribes to each result channel.
-        ignore_result=True,
+        ignore_result=True,  # results live in the job records
     )
 
 
 def _broker_down(exc: Exception) -> ApiError:
     log.warning("could not send a job to the broker: %s", exc)
-    url = redacted_url(current_app.config.get("CELERY_BROKER_URL") or current_app.config["REDIS_URL"])
+    url = redacted_url(broker_url(current_app))
     return ApiError(
         503,
         "broker_unavailable",
         f"the job queue (broker at {url}) did not take the job: start Redis or check REDIS_URL, then retry; "
         "nothing was enqueued",
         None,
-        {"Retry-After": str(current_app.config["RETRY_AFTER_SECONDS"])},
+        {"Retry-After": str(current_settings().retry_after_seconds)},
     )
 
 
@@ -132,7 +126,7 @@ def enqueue(jobs: Sequence[tuple[str, JobSpec]], batch_id: str | None = None) ->
     created: list[str] = []
     try:
         for job_id, spec in jobs:
-            store.create(job_id, spec.as_dict(), batch_id=batch_id)
+            store.create(job_id, spec, batch_id=batch_id)
             created.append(job_id)
         if batch_id is not None:
             store.create_batch(batch_id, [job_id for job_id, _ in jobs])

@@ -1,4 +1,4 @@
-"""Per-process LRU cache of loaded models keyed by (model, level), capped in MB, with refcount pins.
+"""Per-process LRU cache of loaded models keyed by (model, level), capped in MiB, with refcount pins.
 
 An entry a job holds (refcount > 0) is never evicted. Evicted models are closed outside the lock.
 """
@@ -9,18 +9,12 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 from worker.backends.base import LoadedModel
-from worker.settings import env_float
+from worker.contracts import MIB, CachedModel, CacheStats
+from worker.policy import as_level
 
-MB = 1024 * 1024
 Key = tuple[str, str]
-
-
-def max_cache_mb_from_env() -> float:
-    """The cache cap from MAX_MODEL_CACHE_MB (default 8000)."""
-    return env_float("MAX_MODEL_CACHE_MB", 8000.0, minimum=1.0)
 
 
 @dataclass
@@ -35,41 +29,35 @@ class CacheEntry:
     refcount: int = 0
     last_used: float = field(default_factory=time.time)
 
-    @property
-    def status(self) -> str:
-        """'in_use' while a job holds it, else 'loaded'."""
-        return "in_use" if self.refcount > 0 else "loaded"
-
-    def as_dict(self) -> dict[str, Any]:
-        """The entry as the /cache endpoint lists it."""
-        return {
-            "name": self.name,
-            "level": self.level,
-            "size_mb": round(self.size_mb, 1),
-            "access_count": self.access_count,
-            "status": self.status,
-            "last_used": self.last_used,
-            "in_use": self.refcount > 0,
-        }
+    def view(self) -> CachedModel:
+        """The entry as a worker publishes it."""
+        return CachedModel(
+            name=self.name,
+            level=as_level(self.level),
+            size_mb=round(self.size_mb, 1),
+            access_count=self.access_count,
+            in_use=self.refcount > 0,
+            last_used=self.last_used,
+        )
 
 
 class ModelCache:
     """Thread-safe LRU of loaded models; least recently used first in iteration order."""
 
-    def __init__(self, max_size_mb: float | None = None) -> None:
-        self.max_size_mb = max_cache_mb_from_env() if max_size_mb is None else float(max_size_mb)
+    def __init__(self, max_size_mb: float) -> None:
+        self.max_size_mb = float(max_size_mb)
         self._entries: OrderedDict[Key, CacheEntry] = OrderedDict()
         self._lock = threading.RLock()
 
     @property
     def current_size_mb(self) -> float:
-        """MB held by every cached model."""
+        """MiB held by every cached model."""
         with self._lock:
             return sum(e.size_mb for e in self._entries.values())
 
     @property
     def idle_size_mb(self) -> float:
-        """MB that evicting every entry no job holds would free."""
+        """MiB that evicting every entry no job holds would free."""
         with self._lock:
             return sum(e.size_mb for e in self._entries.values() if e.refcount == 0)
 
@@ -87,7 +75,7 @@ class ModelCache:
             return list(self._entries)
 
     def levels_of(self, name: str) -> dict[str, float]:
-        """Levels a model is cached at, with their sizes in MB."""
+        """Levels a model is cached at, with their sizes in MiB."""
         with self._lock:
             return {e.level: e.size_mb for e in self._entries.values() if e.name == name}
 
@@ -110,7 +98,7 @@ class ModelCache:
         pins changed meanwhile.
         """
         key = (model.name, model.level)
-        size = model.size_bytes / MB if size_mb is None else float(size_mb)
+        size = model.size_bytes / MIB if size_mb is None else float(size_mb)
         with self._lock:
             old = self._entries.pop(key, None)
             victims = self._evict_for(size)
@@ -124,11 +112,6 @@ class ModelCache:
         self._close(victims)
         return victims
 
-    def pin(self, name: str, level: str) -> None:
-        """Hold an entry so it cannot be evicted (a job is using it)."""
-        with self._lock:
-            self._entries[(name, level)].refcount += 1
-
     def release(self, name: str, level: str) -> None:
         """Drop one hold on an entry (no-op if it is gone)."""
         with self._lock:
@@ -137,7 +120,7 @@ class ModelCache:
                 entry.refcount -= 1
 
     def evict(self, name: str, level: str) -> float:
-        """Remove and close an entry no job holds; returns MB freed (0 if absent or in use)."""
+        """Remove and close an entry no job holds; returns MiB freed (0 if absent or in use)."""
         with self._lock:
             entry = self._entries.get((name, level))
             if entry is None or entry.refcount > 0:
@@ -162,25 +145,19 @@ class ModelCache:
         return victims
 
     def clear(self) -> float:
-        """Evict every entry no job holds; returns MB freed."""
+        """Evict every entry no job holds; returns MiB freed."""
         with self._lock:
             idle = [k for k, e in self._entries.items() if e.refcount == 0]
             victims = [self._entries.pop(k) for k in idle]
         self._close(victims)
         return sum(v.size_mb for v in victims)
 
-    def stats(self) -> dict[str, Any]:
-        """The spec's /cache body: size, cap, utilisation and one row per cached model."""
+    def stats(self) -> CacheStats:
+        """Size, cap and one row per cached model, as the worker's heartbeat carries them."""
         with self._lock:
             current = sum(e.size_mb for e in self._entries.values())
-            models = [e.as_dict() for e in self._entries.values()]
-        return {
-            "current_size_mb": round(current, 1),
-            "max_size_mb": round(self.max_size_mb, 1),
-            "utilization": f"{current / self.max_size_mb * 100:.1f}%",
-            "models_cached": len(models),
-            "models": models,
-        }
+            models = [e.view() for e in self._entries.values()]
+        return CacheStats(current_size_mb=round(current, 1), max_size_mb=round(self.max_size_mb, 1), models=models)
 
     def _touch(self, entry: CacheEntry) -> None:
         entry.access_count += 1

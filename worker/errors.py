@@ -1,4 +1,8 @@
-"""Errors a user can meet, each with a message that says what is wrong and what to do."""
+"""Errors a user can meet, each with a message that says what is wrong and what to do (stdlib only).
+
+Every error a request, a job or a setting can cause derives from DynaquantError and carries a code;
+anything else a job raises is a bug and is stored as `internal_error`.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,20 @@ class DynaquantError(Exception):
 
 
 class InputError(DynaquantError, ValueError):
-    """A request field is missing or out of range."""
+    """A request field is missing or out of range; `field` is its path (`items[3].grade_level`)."""
 
     code = "invalid_input"
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.reason = message
+
+
+class UnsupportedLevelError(DynaquantError, ValueError):
+    """No level the device and backend can run satisfies the request."""
+
+    code = "unsupported_level"
 
 
 class ModelNotFoundError(DynaquantError, KeyError):

@@ -10,16 +10,31 @@ REQUEUE, a claim that checks the job is still the dead worker's and moves its br
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
+from pydantic import TypeAdapter
 
-STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+from worker.contracts import (
+    TERMINAL,
+    BatchEntry,
+    BatchRecord,
+    JobError,
+    JobEvent,
+    JobRecord,
+    JobResult,
+    JobSpec,
+    JobStage,
+    JobStatus,
+    Phase,
+)
+from worker.policy import as_level
+from worker.settings import get_settings
+
+STATUSES: tuple[str, ...] = tuple(JobStatus)
 JOB_KEY = "dq:job:{}"
 BATCH_KEY = "dq:batch:{}"
 IDEMPOTENCY_KEY = "dq:idem:{}"
@@ -32,6 +47,8 @@ LEVELS_KEY = "dq:metrics:jobs_by_level"
 REOPT_KEY = "dq:metrics:reoptimizations"
 RECENT_KEEP = 500
 LATENCY_BUCKETS: tuple[float, ...] = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+HISTORY = TypeAdapter(list[JobEvent])
+"""A job's `history` field: a JSON list of events the REQUEUE claim appends to."""
 
 _START = """
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -114,11 +131,6 @@ return answer
 """
 
 
-def result_ttl() -> int:
-    """Seconds a finished job's record and result are kept, from DYNAQUANT_RESULT_TTL."""
-    return int(os.environ.get("DYNAQUANT_RESULT_TTL", "86400"))
-
-
 def new_id() -> str:
     """A random, unguessable job or batch id."""
     return str(uuid.uuid4())
@@ -133,35 +145,35 @@ def _decode(raw: Mapping[Any, Any]) -> dict[str, str]:
 class JobStore:
     """Job and batch records kept in Redis, with the counters the metrics endpoint reads."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, ttl: int | None = None) -> None:
         self.client = client
+        self.ttl = get_settings().result_ttl if ttl is None else ttl  # how long records and results are kept
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
         self._cancel = client.register_script(_CANCEL)
         self._renew = client.register_script(_RENEW)
         self._requeue = client.register_script(_REQUEUE)
 
-    def create(self, job_id: str, spec: dict[str, Any], batch_id: str | None = None) -> dict[str, Any]:
+    def create(self, job_id: str, spec: JobSpec, batch_id: str | None = None) -> None:
         """Record a job as queued before it is sent to the broker."""
         now = time.time()
         fields: dict[Any, Any] = {
             "id": job_id,
-            "status": "queued",
-            "request": json.dumps(spec),
-            "priority": spec.get("priority", 5),
-            "model": spec.get("model", ""),
+            "status": JobStatus.QUEUED.value,
+            "request": spec.model_dump_json(),
+            "priority": spec.priority,
+            "model": spec.model,
             "created_at": now,
             "attempts": 0,
             "batch_id": batch_id or "",
         }
         pipe = self.client.pipeline()
         pipe.hset(JOB_KEY.format(job_id), mapping=fields)
-        pipe.expire(JOB_KEY.format(job_id), result_ttl())
+        pipe.expire(JOB_KEY.format(job_id), self.ttl)
         pipe.zadd(RECENT_KEY, {job_id: now})
         pipe.zremrangebyrank(RECENT_KEY, 0, -RECENT_KEEP - 1)
         pipe.hincrby(COUNTS_KEY, "submitted", 1)
         pipe.execute()
-        return self.get(job_id) or {}
 
     def discard(self, job_id: str) -> None:
         """Forget a job that never reached the broker."""
@@ -175,7 +187,7 @@ class JobStore:
         """Record which jobs form a batch."""
         key = BATCH_KEY.format(batch_id)
         self.client.hset(key, mapping={"id": batch_id, "created_at": time.time(), "job_ids": json.dumps(list(job_ids))})
-        self.client.expire(key, result_ttl())
+        self.client.expire(key, self.ttl)
 
     def start(self, job_id: str, worker: str, lease_seconds: int = 10, delivery_tag: str = "") -> tuple[str, int]:
         """Mark a job running and lease it to `worker`; returns the status it now has and the attempt number.
@@ -204,10 +216,10 @@ class JobStore:
         """Keep a running job leased to its worker (from the heartbeat); False if another worker holds it."""
         return bool(self._renew(keys=[LEASE_KEY.format(job_id)], args=[worker, lease_seconds]))
 
-    def set_stage(self, job_id: str, phase: str, model: str, level: str) -> None:
+    def set_stage(self, job_id: str, phase: Phase, model: str, level: str) -> None:
         """Note what a running job's worker is doing now (loading or running a model at a level), for recovery."""
-        stage = json.dumps({"phase": phase, "model": model, "level": level, "at": time.time()})
-        self.client.hset(JOB_KEY.format(job_id), "stage", stage)
+        stage = JobStage(phase=phase, model=model, level=as_level(level), at=time.time())
+        self.client.hset(JOB_KEY.format(job_id), "stage", stage.model_dump_json())
 
     def ceiling(self, job_id: str) -> str | None:
         """The most precise level a job may still run at, set when a worker died running it higher."""
@@ -231,16 +243,16 @@ class JobStore:
         """Drop a job's lease once its worker is done with it."""
         self.client.delete(LEASE_KEY.format(job_id))
 
-    def succeed(self, job_id: str, result: dict[str, Any]) -> bool:
+    def succeed(self, job_id: str, result: JobResult) -> bool:
         """Store a job's result unless it already ended; True when this call stored it."""
-        stored = self._end(job_id, "succeeded", "result", json.dumps(result))
+        stored = self._end(job_id, "succeeded", "result", result.model_dump_json())
         if stored:
             self._observe(job_id, result)
         return stored
 
     def fail(self, job_id: str, code: str, message: str) -> bool:
         """Store a job's error unless it already ended; True when this call stored it."""
-        return self._end(job_id, "failed", "error", json.dumps({"code": code, "message": message}))
+        return self._end(job_id, "failed", "error", JobError(code=code, message=message).model_dump_json())
 
     def cancel(self, job_id: str) -> str:
         """Cancel a queued or running job; returns the status after the call ('missing' if unknown)."""
@@ -252,12 +264,12 @@ class JobStore:
         value = self.client.hget(JOB_KEY.format(job_id), "status")
         return value.decode() if isinstance(value, bytes) else value
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> JobRecord | None:
         """The job's public record, or None for an id never issued (or long expired)."""
         raw = self.client.hgetall(JOB_KEY.format(job_id))
         return public_job(_decode(raw)) if raw else None
 
-    def get_many(self, job_ids: Iterable[str]) -> list[dict[str, Any] | None]:
+    def get_many(self, job_ids: Iterable[str]) -> list[JobRecord | None]:
         """Several jobs' records in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         ids = list(job_ids)
@@ -265,30 +277,32 @@ class JobStore:
             pipe.hgetall(JOB_KEY.format(job_id))
         return [public_job(_decode(raw)) if raw else None for raw in pipe.execute()]
 
-    def batch(self, batch_id: str) -> dict[str, Any] | None:
+    def batch(self, batch_id: str) -> BatchRecord | None:
         """A batch with each job's status and the counts by status."""
         raw = self.client.hgetall(BATCH_KEY.format(batch_id))
         if not raw:
             return None
         record = _decode(raw)
         job_ids: list[str] = json.loads(record["job_ids"])
-        jobs = self.get_many(job_ids)
+        entries = [
+            BatchEntry(job_id=job_id, status=job.status, result=job.result)
+            if job
+            else BatchEntry(job_id=job_id, status="expired")
+            for job_id, job in zip(job_ids, self.get_many(job_ids), strict=True)
+        ]
         counts = dict.fromkeys(STATUSES, 0)
-        entries = []
-        for job_id, job in zip(job_ids, jobs, strict=False):
-            status = job["status"] if job else "expired"
-            counts[status] = counts.get(status, 0) + 1
-            entries.append({"job_id": job_id, "status": status, **({"result": job.get("result")} if job else {})})
-        return {
-            "batch_id": batch_id,
-            "created_at": float(record["created_at"]),
-            "total": len(job_ids),
-            "counts": counts,
-            "done": all(e["status"] in TERMINAL or e["status"] == "expired" for e in entries),
-            "jobs": entries,
-        }
+        for entry in entries:
+            counts[entry.status] = counts.get(entry.status, 0) + 1
+        return BatchRecord(
+            batch_id=batch_id,
+            created_at=float(record["created_at"]),
+            total=len(job_ids),
+            counts=counts,
+            done=all(e.status in TERMINAL or e.status == "expired" for e in entries),
+            jobs=entries,
+        )
 
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+    def recent(self, limit: int = 50) -> list[JobRecord]:
         """The latest jobs, newest first."""
         raw: list[Any] = self.client.zrevrange(RECENT_KEY, 0, limit - 1)
         ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw]
@@ -297,7 +311,7 @@ class JobStore:
     def remember_idempotency(self, key: str, value: str) -> str:
         """Bind a client's Idempotency-Key to a job or batch id; returns the id bound first."""
         name = IDEMPOTENCY_KEY.format(key)
-        if self.client.set(name, value, nx=True, ex=result_ttl()):
+        if self.client.set(name, value, nx=True, ex=self.ttl):
             return value
         existing = self.client.get(name)
         return existing.decode() if isinstance(existing, bytes) else str(existing)
@@ -314,11 +328,11 @@ class JobStore:
     def _end(self, job_id: str, status: str, field: str, value: str) -> bool:
         answer = self._finish(
             keys=[JOB_KEY.format(job_id), COUNTS_KEY, RUNNING_KEY],
-            args=[status, time.time(), field, value, result_ttl(), job_id],
+            args=[status, time.time(), field, value, self.ttl, job_id],
         )
         return (answer.decode() if isinstance(answer, bytes) else answer) == "ok"
 
-    def _observe(self, job_id: str, result: dict[str, Any]) -> None:
+    def _observe(self, job_id: str, result: JobResult) -> None:
         record = self.client.hmget(JOB_KEY.format(job_id), ["created_at", "finished_at"])
         if not all(record):
             return
@@ -329,32 +343,35 @@ class JobStore:
                 pipe.hincrby(LATENCY_KEY, str(bound), 1)
         pipe.hincrby(LATENCY_KEY, "+Inf", 1)
         pipe.hincrbyfloat(LATENCY_KEY, "sum", latency)
-        pipe.hincrby(LEVELS_KEY, str(result.get("level", "unknown")), 1)
+        pipe.hincrby(LEVELS_KEY, result.level, 1)
         pipe.execute()
 
 
-def public_job(record: dict[str, str]) -> dict[str, Any]:
+def public_job(record: dict[str, str]) -> JobRecord:
     """A stored job as the API shows it."""
 
     def stamp(name: str) -> float | None:
         return float(record[name]) if record.get(name) else None
 
-    job: dict[str, Any] = {
-        "job_id": record["id"],
-        "status": record["status"],
-        "batch_id": record.get("batch_id") or None,
-        "priority": int(record.get("priority", 5)),
-        "model": record.get("model") or None,
-        "request": json.loads(record["request"]) if record.get("request") else None,
-        "attempts": int(record.get("attempts", 0)),
-        "worker": record.get("worker") or None,
-        "created_at": stamp("created_at"),
-        "started_at": stamp("started_at"),
-        "finished_at": stamp("finished_at"),
-        "result": json.loads(record["result"]) if record.get("result") else None,
-        "error": json.loads(record["error"]) if record.get("error") else None,
-        "stage": json.loads(record["stage"]) if record.get("stage") else None,
-        "history": json.loads(record["history"]) if record.get("history") else [],
-        "ceiling": record.get("ceiling") or None,
-    }
-    return job
+    def parsed(name: str) -> str | None:
+        return record.get(name) or None
+
+    request, result, error, stage = parsed("request"), parsed("result"), parsed("error"), parsed("stage")
+    return JobRecord(
+        job_id=record["id"],
+        status=JobStatus(record["status"]),
+        batch_id=record.get("batch_id") or None,
+        priority=int(record.get("priority", 5)),
+        model=record.get("model") or None,
+        request=JobSpec.model_validate_json(request) if request else None,
+        attempts=int(record.get("attempts", 0)),
+        worker=record.get("worker") or None,
+        created_at=stamp("created_at"),
+        started_at=stamp("started_at"),
+        finished_at=stamp("finished_at"),
+        result=JobResult.model_validate_json(result) if result else None,
+        error=JobError.model_validate_json(error) if error else None,
+        stage=JobStage.model_validate_json(stage) if stage else None,
+        history=HISTORY.validate_json(record["history"]) if record.get("history") else [],
+        ceiling=as_level(record["ceiling"]) if record.get("ceiling") else None,
+    )

@@ -1,6 +1,9 @@
 """ModelLoader: asks the decision engine for a level, serves the model from the cache or loads it,
 re-optimises a loaded model when memory pressure moves its level, and never loads what cannot fit.
 
+The loader's lock guards only its maps. A load runs outside it and is tracked while it runs: a second
+job for the same model and level waits for that load, a job for a model already loaded is served at
+once, loads themselves run one at a time, and clear_cache (from the heartbeat thread) never waits.
 Backends (and so torch, transformers and llama_cpp) are imported only when a model is first loaded.
 """
 
@@ -10,23 +13,20 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from worker.backends.base import Backend, LoadedModel
-from worker.cache import MB, ModelCache
+from worker.cache import ModelCache
+from worker.contracts import MIB, Phase, Reoptimization
 from worker.errors import InputError, InsufficientMemoryError, ModelLoadError
 from worker.policy import LEVELS, Request, estimate_weights_gb, rank
-from worker.quantization import Decision, DynamicQuantizationManager, get_quantization_manager
-from worker.registry import ModelSpec, Registry, get_registry
-from worker.settings import env_float
+from worker.quantization import Decision, DynamicQuantizationManager
+from worker.registry import ModelSpec, Registry
+from worker.settings import Settings, get_settings
 
-
-def memory_reserve_bytes() -> int:
-    """Memory always left free for the OS and the worker itself: DYNAQUANT_MEMORY_RESERVE_MB (default 256)."""
-    return int(env_float("DYNAQUANT_MEMORY_RESERVE_MB", 256.0) * MB)
+Key = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Lease:
     model: LoadedModel
     level: str
     decision: Decision
-    reoptimization: dict[str, Any] | None
+    reoptimization: Reoptimization | None
     load_seconds: float
     cache_hit: bool
 
@@ -50,22 +50,25 @@ class ModelLoader:
         registry: Registry | None = None,
         cache: ModelCache | None = None,
         backends: dict[str, Backend] | None = None,
-        variants_dir: Path | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        self.settings = settings or get_settings()
         self.manager = manager
-        self.registry = registry if registry is not None else get_registry()
-        self.cache = cache if cache is not None else ModelCache()
-        self.variants_dir = variants_dir
+        self.registry = registry if registry is not None else Registry.from_settings(self.settings)
+        self.cache = cache if cache is not None else ModelCache(self.settings.max_cache_mb)
         self.reoptimizations = 0
-        self.last_reoptimization: dict[str, Any] | None = None
+        self.last_reoptimization: Reoptimization | None = None
         self._backends: dict[str, Backend] = dict(backends or {})
         self._pressure_level: dict[str, str] = {}
-        self._doomed: set[tuple[str, str]] = set()
-        self._lock = threading.RLock()
-        self.stage_listener: Callable[[str, str, str], None] | None = None
-        """Told (phase, model, level) before a model is loaded and when a job gets it, so a death can be traced."""
+        self._doomed: set[Key] = set()
+        self._loading: dict[Key, Future[str]] = {}
+        self._lock = threading.Lock()  # the maps above; never held across a load
+        self._load_lock = threading.Lock()  # one load at a time, so two loads never count the same free memory
+        self.stage_listener: Callable[[Phase, str, str], None] | None = None
+        """Told (phase, model, level) before a model is loaded and when a job gets it, so a death can be traced.
+        Called from the job's thread, never under the loader's lock (it may write to Redis)."""
 
-    def _stage(self, phase: str, model: str, level: str) -> None:
+    def _stage(self, phase: Phase, model: str, level: str) -> None:
         if self.stage_listener is not None:
             self.stage_listener(phase, model, level)
 
@@ -73,17 +76,20 @@ class ModelLoader:
         """The backend called `name` ("gguf" or "transformers"), created on first use."""
         with self._lock:
             if name not in self._backends:
-                if name == "gguf":
-                    from worker.backends.llamacpp import LlamaCppBackend
-
-                    self._backends[name] = LlamaCppBackend(self.variants_dir, device=self.manager.device)
-                elif name == "transformers":
-                    from worker.backends.hf import TransformersBackend
-
-                    self._backends[name] = TransformersBackend(self.manager.device)
-                else:
-                    raise ValueError(f"unknown backend {name!r}: allowed are gguf, transformers")
+                self._backends[name] = self._new_backend(name)
             return self._backends[name]
+
+    def _new_backend(self, name: str) -> Backend:
+        if name == "gguf":
+            from worker.backends.llamacpp import LlamaCppBackend
+
+            s = self.settings
+            return LlamaCppBackend(s.variants_path, s.n_ctx, s.thread_count, device=self.manager.device)
+        if name == "transformers":
+            from worker.backends.hf import TransformersBackend
+
+            return TransformersBackend(self.manager.device)
+        raise ValueError(f"unknown backend {name!r}: allowed are gguf, transformers")
 
     def supported_levels(self, spec: ModelSpec) -> tuple[str, ...]:
         """Levels this model can run at here: a source for it, a backend installed and able on this device."""
@@ -112,7 +118,7 @@ class ModelLoader:
         task_priority: str = "balanced",
         min_quantization: str | None = None,
     ) -> LoadedModel:
-        """The spec's API: the model at the level the decision engine picks (cached, loaded or re-optimised)."""
+        """The model at the level the decision engine picks (cached, loaded or re-optimised)."""
         request = Request(task_priority, min_quantization, force_quantization)
         with self.acquire(name, request, model_size_params) as lease:
             return lease.model
@@ -123,25 +129,23 @@ class ModelLoader:
     ) -> Iterator[Lease]:
         """Hold the model for a job: pinned in the cache (never evicted) until the block exits."""
         lease = self._lease(name, request or Request(), model_size_params)
-        self._stage("running", lease.model.name, lease.level)
         try:
+            self._stage("running", lease.model.name, lease.level)
             yield lease
         finally:
             self._release(lease.model.name, lease.level)
 
     def clear_cache(self) -> float:
-        """Unload every model no job holds; returns MB freed."""
+        """Unload every model no job holds; returns MiB freed. Never waits for a load in progress."""
+        freed = self.cache.clear()
         with self._lock:
-            freed = self.cache.clear()
             self._forget_uncached()
-            return freed
+        return freed
 
-    def stats(self) -> dict[str, Any]:
-        """Cache statistics plus the re-optimisation counter."""
-        body = self.cache.stats()
-        body["reoptimizations"] = self.reoptimizations
-        body["last_reoptimization"] = self.last_reoptimization
-        return body
+    def loading(self) -> list[Key]:
+        """(model, level) pairs being loaded now."""
+        with self._lock:
+            return list(self._loading)
 
     def _lease(self, name: str | None, request: Request, model_size_params: float | None) -> Lease:
         spec = self.registry.get(name)
@@ -150,32 +154,76 @@ class ModelLoader:
             if isinstance(size, bool) or not isinstance(size, (int, float)) or size <= 0:
                 raise InputError("model_size_params", f"must be a positive number of billions, got {size!r}")
             spec = dataclasses.replace(spec, params_b=float(model_size_params))
+        supported = self.supported_levels(spec)
+        decision, reopt = self._decide(spec, request, supported)
+        started, waited = time.perf_counter(), 0.0
+        while True:
+            model = self.cache.get(spec.name, decision.level, pin=True)
+            if model is not None:
+                return Lease(model, decision.level, decision, reopt, waited, cache_hit=True)
+            key = (spec.name, decision.level)
+            with self._lock:
+                pending = self._loading.get(key)
+                owner = pending is None
+                if pending is None:
+                    pending = self._loading[key] = Future()
+            if owner:
+                return self._load(key, pending, spec, decision, request, supported, reopt)
+            level = pending.result()  # another job is loading this model: wait for it, share its error
+            waited = time.perf_counter() - started
+            model = self.cache.get(spec.name, level, pin=True)
+            if model is not None:
+                return Lease(model, level, decision, reopt, waited, cache_hit=True)
+
+    def _decide(
+        self, spec: ModelSpec, request: Request, supported: tuple[str, ...]
+    ) -> tuple[Decision, Reoptimization | None]:
+        """The level for this job, and the re-optimisation it causes (other levels of the model dropped)."""
+        cached = self.cache.levels_of(spec.name)
+        resident = int(sum(cached.values()) * MIB)
+        decision = self.manager.decide_for_model(
+            spec.name, self.estimates(spec, supported), resident, request, supported
+        )
         with self._lock:
-            supported = self.supported_levels(spec)
-            cached = self.cache.levels_of(spec.name)
-            resident = int(sum(cached.values()) * MB)
-            decision = self.manager.decide_for_model(
-                spec.name, self.estimates(spec, supported), resident, request, supported
-            )
             reopt = self._reoptimize(spec.name, decision, request) if cached else None
             if reopt is None and request.force_quantization is None:
                 self._pressure_level[spec.name] = self._held_level(spec.name, decision)
-            model = self.cache.get(spec.name, decision.level, pin=True)
-            if model is not None:
-                return Lease(model, decision.level, decision, reopt, 0.0, cache_hit=True)
-            started = time.perf_counter()  # load time includes building the variant the first time
-            self._stage("loading", spec.name, decision.level)
-            level = self._fitting_level(spec, decision.level, request, supported)
-            model = self.cache.get(spec.name, level, pin=True)  # stepping down may land on a cached level
-            if model is not None:
-                return Lease(model, level, decision, reopt, 0.0, cache_hit=True)
-            if level != decision.level:
-                self._stage("loading", spec.name, level)
-            model = self.backend(spec.backend_for(level)).load(spec, level)
-            seconds = time.perf_counter() - started
-            self.cache.put(model, pin=True)
-            self._forget_uncached()
-            return Lease(model, level, decision, reopt, seconds, cache_hit=False)
+        return decision, reopt
+
+    def _load(
+        self,
+        key: Key,
+        pending: Future[str],
+        spec: ModelSpec,
+        decision: Decision,
+        request: Request,
+        supported: tuple[str, ...],
+        reopt: Reoptimization | None,
+    ) -> Lease:
+        """Load the model for `key` (the first job to ask does this; later ones wait on `pending`)."""
+        try:
+            with self._load_lock:
+                started = time.perf_counter()  # load time includes building the variant the first time
+                self._stage("loading", spec.name, decision.level)
+                level = self._fitting_level(spec, decision.level, request, supported)
+                model = self.cache.get(spec.name, level, pin=True)  # stepping down may land on a cached level
+                if model is not None:
+                    lease = Lease(model, level, decision, reopt, 0.0, cache_hit=True)
+                else:
+                    if level != decision.level:
+                        self._stage("loading", spec.name, level)
+                    model = self.backend(spec.backend_for(level)).load(spec, level)
+                    self.cache.put(model, pin=True)
+                    lease = Lease(model, level, decision, reopt, time.perf_counter() - started, cache_hit=False)
+            pending.set_result(level)
+            return lease
+        except BaseException as exc:
+            pending.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                self._loading.pop(key, None)
+                self._forget_uncached()
 
     def _held_level(self, name: str, decision: Decision) -> str:
         """The pressure-driven level the decision engine holds for a model (before the job's own wishes)."""
@@ -183,8 +231,8 @@ class ModelLoader:
             return decision.wanted
         return self.manager.stabilizer.current.get(name, decision.wanted)
 
-    def _reoptimize(self, name: str, decision: Decision, request: Request) -> dict[str, Any] | None:
-        """When pressure moved the model's level, drop its entries at other levels and report the MB freed."""
+    def _reoptimize(self, name: str, decision: Decision, request: Request) -> Reoptimization | None:
+        """When pressure moved the model's level, drop its entries at other levels and report the MiB freed."""
         if request.force_quantization is not None:
             return None
         held = self._held_level(name, decision)
@@ -202,7 +250,9 @@ class ModelLoader:
                 self._doomed.add((name, lvl))  # a job still holds it: drop it when that job ends
             freed += mb
         from_level = previous if previous in others else min(others, key=rank)
-        info = {"model": name, "from_level": from_level, "to_level": decision.level, "freed_mb": round(freed, 1)}
+        info = Reoptimization.model_validate(
+            {"model": name, "from_level": from_level, "to_level": decision.level, "freed_mb": round(freed, 1)}
+        )
         self.reoptimizations += 1
         self.last_reoptimization = info
         return info
@@ -214,45 +264,48 @@ class ModelLoader:
             candidates = [level]
         else:
             candidates = [lvl for lvl in LEVELS[rank(level) : floor + 1] if lvl in supported]
-        reserve = memory_reserve_bytes()
+        reserve = int(self.settings.memory_reserve_mb * MIB)
         tried: list[str] = []
         for candidate in candidates:
             lower_bound = int(estimate_weights_gb(spec.params_b, candidate) * 1e9)
             if not self._could_fit(lower_bound, reserve):  # hopeless: don't build a variant to find out
-                tried.append(f"{candidate} >= {lower_bound / MB:.0f} MB")
+                tried.append(f"{candidate} >= {lower_bound / MIB:.0f} MiB")
                 continue
             backend = self.backend(spec.backend_for(candidate))
             backend.prepare(spec, candidate)
             need = backend.estimate_bytes(spec, candidate)
             if self._make_room(need, reserve):
                 return candidate
-            tried.append(f"{candidate} ~{need / MB:.0f} MB")
-        reading = self.manager.probes.memory()
-        raise InsufficientMemoryError(
+            tried.append(f"{candidate} ~{need / MIB:.0f} MiB")
+        raise self._no_room(spec, tried, reserve)
+
+    def _no_room(self, spec: ModelSpec, tried: list[str], reserve: int) -> InsufficientMemoryError:
+        cache, reading = self.cache, self.manager.probes.memory()
+        return InsufficientMemoryError(
             f"model {spec.name!r} does not fit at any allowed level ({', '.join(tried)}): the cache cap "
-            f"MAX_MODEL_CACHE_MB is {self.cache.max_size_mb:.0f} MB with {self.cache.current_size_mb:.0f} MB held "
-            f"({self.cache.current_size_mb - self.cache.idle_size_mb:.0f} MB by running jobs), and "
-            f"{reading.available_bytes / MB:.0f} MB of memory is free (keeping {reserve / MB:.0f} MB in reserve). "
+            f"MAX_MODEL_CACHE_MB is {cache.max_size_mb:.0f} MB with {cache.current_size_mb:.0f} MB held "
+            f"({cache.current_size_mb - cache.idle_size_mb:.0f} MB by running jobs), and "
+            f"{reading.available_bytes / MIB:.0f} MB of memory is free (keeping {reserve / MIB:.0f} MB in reserve). "
             "Raise MAX_MODEL_CACHE_MB, free memory, allow a lower min_quantization, or use a smaller model."
         )
 
     def _could_fit(self, need: int, reserve: int) -> bool:
         """Whether `need` bytes would fit the cap and the free memory once every idle model is evicted."""
         idle_mb = self.cache.idle_size_mb
-        if self.cache.current_size_mb - idle_mb + need / MB > self.cache.max_size_mb:
+        if self.cache.current_size_mb - idle_mb + need / MIB > self.cache.max_size_mb:
             return False
-        return need + reserve <= self.manager.probes.memory().available_bytes + idle_mb * MB
+        return need + reserve <= self.manager.probes.memory().available_bytes + idle_mb * MIB
 
     def _make_room(self, need: int, reserve: int) -> bool:
         """Evict idle LRU models until `need` bytes fit the cap and free memory (False, evicting nothing, if never)."""
         if not self._could_fit(need, reserve):
             return False
-        need_mb = need / MB
+        need_mb = need / MIB
         reading = self.manager.probes.memory()
         freed = 0.0
         while (
             self.cache.current_size_mb + need_mb > self.cache.max_size_mb
-            or need + reserve > reading.available_bytes + freed * MB
+            or need + reserve > reading.available_bytes + freed * MIB
         ):
             victims = self.cache.evict_lru(1)
             if not victims:
@@ -261,36 +314,15 @@ class ModelLoader:
         return True
 
     def _release(self, name: str, level: str) -> None:
-        self.cache.release(name, level)  # no loader lock: a finished job never waits for another's load
-        if (name, level) in self._doomed:
-            with self._lock:
-                if self.cache.evict(name, level) > 0:
-                    self._doomed.discard((name, level))
-                    self._forget_uncached()
+        self.cache.release(name, level)
+        with self._lock:
+            if (name, level) in self._doomed and self.cache.evict(name, level) > 0:
+                self._doomed.discard((name, level))
+                self._forget_uncached()
 
     def _forget_uncached(self) -> None:
-        """Drop decision state of models that are no longer cached at any level."""
-        cached = {name for name, _ in self.cache.keys()}  # noqa: SIM118 (keys() takes the lock; iterating would not)
-        for name in [n for n in self._pressure_level if n not in cached]:
+        """Drop decision state of models no longer cached at any level or being loaded (call under the lock)."""
+        kept = {name for name, _ in self.cache.keys()} | {name for name, _ in self._loading}  # noqa: SIM118
+        for name in [n for n in self._pressure_level if n not in kept]:
             del self._pressure_level[name]
             self.manager.forget(name)
-
-
-_loader: ModelLoader | None = None
-_loader_lock = threading.Lock()
-
-
-def get_model_loader() -> ModelLoader:
-    """The process-wide loader: the process's quantization manager, registry and cache."""
-    global _loader
-    with _loader_lock:
-        if _loader is None:
-            _loader = ModelLoader(get_quantization_manager())
-        return _loader
-
-
-def set_model_loader(loader: ModelLoader | None) -> None:
-    """Install (or reset with None) the process-wide loader."""
-    global _loader
-    with _loader_lock:
-        _loader = loader

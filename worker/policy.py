@@ -7,15 +7,18 @@ so the rule can be tested exhaustively and reused by the web app without importi
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal, get_args
 
-LEVELS: tuple[str, ...] = ("fp16", "int8", "int4", "int2")
+from worker.errors import UnsupportedLevelError
+
+Level = Literal["fp16", "int8", "int4", "int2"]
+LEVELS: tuple[Level, ...] = get_args(Level)
 """Precision levels, most precise first."""
 
-TASK_PRIORITIES: tuple[str, ...] = ("quality", "balanced", "speed")
+TaskPriority = Literal["quality", "balanced", "speed"]
+TASK_PRIORITIES: tuple[TaskPriority, ...] = get_args(TaskPriority)
 
 BITS_PER_WEIGHT: dict[str, float] = {"fp16": 16.0, "int8": 8.5, "int4": 4.9, "int2": 3.2}
 """Real storage cost per weight: F16, Q8_0, Q4_K_M and Q2_K as llama.cpp writes them."""
@@ -56,38 +59,16 @@ class Thresholds:
             raise ValueError(f"load thresholds must be integers with 0 <= low <= moderate <= high, got {loads}")
 
 
-ENV_THRESHOLDS: dict[str, tuple[str, Callable[[str], float | int]]] = {
-    "QUANTIZE_MEMORY_COMFORTABLE": ("memory_comfortable", float),
-    "QUANTIZE_MEMORY_MODERATE": ("memory_moderate", float),
-    "QUANTIZE_MEMORY_TIGHT": ("memory_tight", float),
-    "QUANTIZE_MEMORY_CRITICAL": ("memory_critical", float),
-    "QUANTIZE_LOAD_LOW": ("load_low", int),
-    "QUANTIZE_LOAD_MODERATE": ("load_moderate", int),
-    "QUANTIZE_LOAD_HIGH": ("load_high", int),
-}
-
-
-def thresholds_from_env(environ: Mapping[str, str] | None = None) -> Thresholds:
-    """Thresholds from the QUANTIZE_* variables, the spec's defaults where unset."""
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for var, (attr, parse) in ENV_THRESHOLDS.items():
-        raw = env.get(var, "").strip()
-        if not raw:
-            continue
-        try:
-            values[attr] = parse(raw)
-        except ValueError:
-            kind = "an integer" if parse is int else "a number"
-            raise ValueError(f"{var}={raw!r} is not {kind}") from None
-    return Thresholds(**values)
-
-
 def check_level(level: str, what: str = "level") -> str:
     """Return the level if known, else raise ValueError naming it and the allowed ones."""
     if level not in LEVELS:
         raise ValueError(f"unknown {what} {level!r}: allowed are {', '.join(LEVELS)}")
     return level
+
+
+def as_level(value: str) -> Level:
+    """A level name known to be valid, typed as one (ValueError otherwise)."""
+    return LEVELS[rank(value)]
 
 
 def check_priority(task_priority: str) -> str:
@@ -168,10 +149,6 @@ def apply_floor(level: str, min_quantization: str | None) -> str:
         return level
     floor = check_level(min_quantization, "min_quantization")
     return floor if rank(level) > rank(floor) else level
-
-
-class UnsupportedLevelError(ValueError):
-    """No level the device and backend can run satisfies the request."""
 
 
 def apply_capabilities(level: str, supported: Iterable[str], floor: str | None = None) -> str:
@@ -262,7 +239,7 @@ def decide_projected(
     supported = tuple(supported)
     if request.force_quantization is not None:
         return decide(0.0, load, t, request, supported)
-    level = LEVELS[-1]
+    level: str = LEVELS[-1]
     for candidate in LEVELS:
         if candidate not in supported:
             continue

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psutil
 
+from worker.contracts import LoadReading, MemoryReading
 from worker.policy import LEVELS
 from worker.queues import jobs_running, queue_depth
 
@@ -17,39 +17,6 @@ if TYPE_CHECKING:
     import redis
 
 DEVICES = ("cpu", "cuda", "mps")
-
-
-@dataclass(frozen=True)
-class MemoryReading:
-    """Memory of the pool that holds model weights, and this process's share of it."""
-
-    pool: str
-    total_bytes: int
-    available_bytes: int
-    process_bytes: int
-
-    @property
-    def used_bytes(self) -> int:
-        """Bytes in use in the pool."""
-        return max(self.total_bytes - self.available_bytes, 0)
-
-    @property
-    def used_fraction(self) -> float:
-        """Share of the pool in use, 0 to 1."""
-        return min(self.used_bytes / self.total_bytes, 1.0) if self.total_bytes else 1.0
-
-    def as_dict(self) -> dict[str, Any]:
-        """The reading in the units the status API speaks (GB and a percentage)."""
-        gb = 1024**3
-        return {
-            "pool": self.pool,
-            "total_gb": round(self.total_bytes / gb, 3),
-            "available_gb": round(self.available_bytes / gb, 3),
-            "used_gb": round(self.used_bytes / gb, 3),
-            "used_fraction": round(self.used_fraction, 4),
-            "used_percent": f"{self.used_fraction * 100:.1f}%",
-            "process_gb": round(self.process_bytes / gb, 3),
-        }
 
 
 def process_rss_bytes() -> int:
@@ -60,7 +27,9 @@ def process_rss_bytes() -> int:
 def system_memory() -> MemoryReading:
     """System RAM as psutil reads it (available counts reclaimable page cache as free)."""
     vm = psutil.virtual_memory()
-    return MemoryReading("system", int(vm.total), int(vm.available), process_rss_bytes())
+    return MemoryReading(
+        pool="system", total_bytes=int(vm.total), available_bytes=int(vm.available), process_bytes=process_rss_bytes()
+    )
 
 
 def cuda_memory(index: int = 0) -> MemoryReading:
@@ -68,13 +37,17 @@ def cuda_memory(index: int = 0) -> MemoryReading:
     import torch
 
     free, total = torch.cuda.mem_get_info(index)
-    return MemoryReading(f"cuda:{index}", int(total), int(free), int(torch.cuda.memory_reserved(index)))
+    return MemoryReading(
+        pool=f"cuda:{index}",
+        total_bytes=int(total),
+        available_bytes=int(free),
+        process_bytes=int(torch.cuda.memory_reserved(index)),
+    )
 
 
 def mps_memory() -> MemoryReading:
     """Apple unified memory: weights share system RAM with everything else."""
-    reading = system_memory()
-    return MemoryReading("unified", reading.total_bytes, reading.available_bytes, reading.process_bytes)
+    return system_memory().model_copy(update={"pool": "unified"})
 
 
 def installed(module: str) -> bool:
@@ -83,8 +56,8 @@ def installed(module: str) -> bool:
 
 
 def detect_device(requested: str | None = None) -> str:
-    """The device weights will live on: DYNAQUANT_DEVICE or the argument, else CUDA, MPS, then CPU."""
-    choice = (requested or os.environ.get("DYNAQUANT_DEVICE") or "auto").lower()
+    """The device weights will live on: the one asked for (DYNAQUANT_DEVICE), else CUDA, MPS, then CPU."""
+    choice = (requested or "auto").lower()
     if choice != "auto":
         if choice not in DEVICES:
             raise ValueError(f"unknown device {choice!r}: allowed are auto, {', '.join(DEVICES)}")
@@ -129,19 +102,6 @@ def load_reader(client: redis.Redis, queues: Sequence[str]) -> Callable[[], Load
     return read
 
 
-@dataclass(frozen=True)
-class LoadReading:
-    """Requests waiting in the queue and requests being run."""
-
-    queued: int
-    running: int
-
-    @property
-    def total(self) -> int:
-        """The load the decision matrix counts."""
-        return self.queued + self.running
-
-
 @dataclass
 class Probes:
     """Every outside fact the manager reads, as functions a test can replace."""
@@ -151,19 +111,10 @@ class Probes:
     load: Callable[[], LoadReading]
     capabilities: dict[str, dict[str, bool]]
 
-    def summary(self) -> dict[str, Any]:
-        """The probes' current readings as JSON-able data."""
-        return {
-            "device": self.device,
-            "memory": self.memory().as_dict(),
-            "load": asdict(self.load()),
-            "capabilities": merge_capabilities(self.capabilities),
-        }
-
 
 def idle_load() -> LoadReading:
     """Load when no broker is configured: nothing queued, nothing running."""
-    return LoadReading(0, 0)
+    return LoadReading(queued=0, running=0)
 
 
 def live_probes(device: str | None = None, client: redis.Redis | None = None, queues: Sequence[str] = ()) -> Probes:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from worker import policy
 from worker.policy import LEVELS, Request, Stabilizer, Thresholds
 from worker.probes import Probes, live_probes, merge_capabilities
-
-GB = 1e9
+from worker.settings import Settings, get_settings
 
 
 @dataclass(frozen=True)
@@ -28,58 +25,28 @@ class Decision:
     held_back: bool
 
 
-def stabilizer_from_env(environ: Mapping[str, str] | None = None) -> Stabilizer:
-    """Hysteresis settings from QUANTIZE_DWELL_SECONDS and QUANTIZE_CONSECUTIVE."""
-    env = os.environ if environ is None else environ
-    try:
-        dwell = float(env.get("QUANTIZE_DWELL_SECONDS", "30"))
-        consecutive = int(env.get("QUANTIZE_CONSECUTIVE", "3"))
-    except ValueError as exc:
-        raise ValueError(
-            f"QUANTIZE_DWELL_SECONDS must be a number and QUANTIZE_CONSECUTIVE an integer: {exc}"
-        ) from None
-    if dwell < 0 or consecutive < 1:
-        raise ValueError("QUANTIZE_DWELL_SECONDS must be >= 0 and QUANTIZE_CONSECUTIVE >= 1")
-    return Stabilizer(dwell_seconds=dwell, consecutive=consecutive)
-
-
 class DynamicQuantizationManager:
     """Chooses a precision level from memory pressure, load and task priority.
 
-    Thresholds are instance attributes (spec names) so they can be tuned on a live instance.
+    Thresholds are upper-case instance attributes so they can be tuned on a live instance.
     """
 
-    def __init__(
-        self,
-        device: str | None = None,
-        probes: Probes | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
-        t = policy.thresholds_from_env(environ)
-        self.MEMORY_COMFORTABLE = t.memory_comfortable
-        self.MEMORY_MODERATE = t.memory_moderate
-        self.MEMORY_TIGHT = t.memory_tight
-        self.MEMORY_CRITICAL = t.memory_critical
-        self.LOAD_LOW = t.load_low
-        self.LOAD_MODERATE = t.load_moderate
-        self.LOAD_HIGH = t.load_high
-        self.probes = probes if probes is not None else live_probes(device)
+    def __init__(self, probes: Probes | None = None, settings: Settings | None = None) -> None:
+        settings = settings or get_settings()
+        t = settings.thresholds
+        self.MEMORY_COMFORTABLE, self.MEMORY_MODERATE = t.memory_comfortable, t.memory_moderate
+        self.MEMORY_TIGHT, self.MEMORY_CRITICAL = t.memory_tight, t.memory_critical
+        self.LOAD_LOW, self.LOAD_MODERATE, self.LOAD_HIGH = t.load_low, t.load_moderate, t.load_high
+        self.probes = probes if probes is not None else live_probes(settings.device)
         self.device = self.probes.device
-        self.stabilizer = stabilizer_from_env(environ)
+        self.stabilizer = Stabilizer(dwell_seconds=settings.dwell_seconds, consecutive=settings.consecutive)
         self._lock = threading.Lock()
 
     @property
     def thresholds(self) -> Thresholds:
         """The thresholds as they stand on this instance now."""
-        return Thresholds(
-            memory_comfortable=self.MEMORY_COMFORTABLE,
-            memory_moderate=self.MEMORY_MODERATE,
-            memory_tight=self.MEMORY_TIGHT,
-            memory_critical=self.MEMORY_CRITICAL,
-            load_low=self.LOAD_LOW,
-            load_moderate=self.LOAD_MODERATE,
-            load_high=self.LOAD_HIGH,
-        )
+        memory = (self.MEMORY_COMFORTABLE, self.MEMORY_MODERATE, self.MEMORY_TIGHT, self.MEMORY_CRITICAL)
+        return Thresholds(*memory, self.LOAD_LOW, self.LOAD_MODERATE, self.LOAD_HIGH)
 
     @property
     def capabilities(self) -> dict[str, bool]:
@@ -139,50 +106,6 @@ class DynamicQuantizationManager:
         """Drop the hysteresis state of a model that is no longer loaded."""
         with self._lock:
             self.stabilizer.forget(model)
-
-    def calculate(
-        self, model_size_params: float, task_priority: str = "balanced", backend: str = "transformers"
-    ) -> dict[str, Any]:
-        """The /calculate body: the level for a model of this size under the live readings."""
-        policy.check_priority(task_priority)
-        sizes = {level: int(policy.estimate_memory_gb(model_size_params, level) * GB) for level in LEVELS}
-        reading = self.probes.memory()
-        load = self.probes.load().total
-        supported = self.supported_levels(backend if backend in self.probes.capabilities else None) or LEVELS
-        level = policy.decide_projected(
-            reading.used_bytes, reading.total_bytes, 0, sizes, load, self.thresholds, Request(task_priority), supported
-        )
-        return calculation_body(model_size_params, level, backend, reading.used_fraction, load)
-
-    def get_status(self) -> dict[str, Any]:
-        """Device, memory, capabilities, the level a job would get now, and requests in flight."""
-        reading = self.probes.memory()
-        load = self.probes.load()
-        return {
-            "device": self.device,
-            "active_requests": load.running,
-            "queued_requests": load.queued,
-            "memory": reading.as_dict(),
-            "memory_status": policy.memory_band(reading.used_fraction, self.thresholds),
-            "capabilities": self.capabilities,
-            "recommended_level": self.select_level(reading.used_fraction, load.total),
-            "thresholds": asdict(self.thresholds),
-        }
-
-
-def calculation_body(
-    model_size_params: float, level: str, backend: str, memory_used: float, load: int
-) -> dict[str, Any]:
-    """The spec's /calculate response for a chosen level."""
-    return {
-        "level": level,
-        "precision": level,
-        "compression_ratio": f"{policy.compression_ratio(level):.1f}x",
-        "estimated_memory_gb": round(policy.estimate_memory_gb(model_size_params, level), 2),
-        "estimated_weights_gb": round(policy.estimate_weights_gb(model_size_params, level), 2),
-        "config": policy.loader_config(level, "gguf" if backend == "gguf" else "transformers"),
-        "basis": {"memory_used": round(memory_used, 4), "load": load, "backend": backend},
-    }
 
 
 _manager: DynamicQuantizationManager | None = None

@@ -22,23 +22,17 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 
-import celeryconfig
 from worker import queues, status
+from worker.contracts import HostCeiling, JobEvent, JobStage
 from worker.jobs import COUNTS_KEY, JOB_KEY, LEASE_KEY, RUNNING_KEY, JobStore
-from worker.policy import LEVELS, rank, shift
-from worker.settings import env_int
+from worker.policy import LEVELS, Level, as_level, shift
+from worker.settings import Settings, get_settings
 
 CEILING_KEY = "dq:ceiling:{}:{}"
 log = logging.getLogger(__name__)
-
-
-def crash_ceiling_seconds() -> int:
-    """Seconds a host runs a model a level lower after a worker died on it (DYNAQUANT_CRASH_CEILING_SECONDS)."""
-    return env_int("DYNAQUANT_CRASH_CEILING_SECONDS", 900, minimum=0)
 
 
 def host_of(worker: str) -> str:
@@ -46,33 +40,33 @@ def host_of(worker: str) -> str:
     return worker.split("@", 1)[1] if "@" in worker else worker
 
 
-def most_restrictive(*levels: str | None) -> str | None:
+def most_restrictive(*levels: str | None) -> Level | None:
     """The least precise of the given ceilings (None when there is none)."""
-    known = [level for level in levels if level in LEVELS]
-    return max(known, key=rank) if known else None
+    known = [level for level in LEVELS if level in levels]
+    return known[-1] if known else None
 
 
-def host_ceiling(client: redis.Redis, host: str, model: str) -> dict[str, Any] | None:
+def host_ceiling(client: redis.Redis, host: str, model: str) -> HostCeiling | None:
     """The ceiling a host's jobs on a model are under after a worker died there, if it still holds."""
     raw = client.get(CEILING_KEY.format(host, model))
-    return json.loads(raw) if raw else None
+    return HostCeiling.model_validate_json(raw) if raw else None
 
 
-def host_ceilings(client: redis.Redis, host: str, models: Iterable[str]) -> dict[str, dict[str, Any]]:
+def host_ceilings(client: redis.Redis, host: str, models: Iterable[str]) -> dict[str, HostCeiling]:
     """The ceilings in force on a host for the given models, for the worker status."""
     names = list(models)
     values = client.mget([CEILING_KEY.format(host, model) for model in names]) if names else []
-    return {model: json.loads(raw) for model, raw in zip(names, values, strict=True) if raw}
+    return {model: HostCeiling.model_validate_json(raw) for model, raw in zip(names, values, strict=True) if raw}
 
 
-def _set_host_ceiling(client: redis.Redis, host: str, model: str, level: str, reason: str) -> None:
-    seconds = crash_ceiling_seconds()
+def _set_host_ceiling(client: redis.Redis, host: str, model: str, level: Level, reason: str, seconds: int) -> None:
     if seconds <= 0:
         return
     current = host_ceiling(client, host, model)
-    level = most_restrictive(level, current.get("level") if current else None) or level
-    value = {"model": model, "level": level, "reason": reason, "since": time.time(), "until": time.time() + seconds}
-    client.set(CEILING_KEY.format(host, model), json.dumps(value), ex=seconds)
+    level = most_restrictive(level, current.level if current else None) or level
+    now = time.time()
+    value = HostCeiling(model=model, level=level, reason=reason, since=now, until=now + seconds)
+    client.set(CEILING_KEY.format(host, model), value.model_dump_json(), ex=seconds)
 
 
 def _unacked_entry(client: redis.Redis, job_id: str, tag: str) -> tuple[str, str | None]:
@@ -90,9 +84,8 @@ def _unacked_entry(client: redis.Redis, job_id: str, tag: str) -> tuple[str, str
     return "", None
 
 
-def _restored_message(raw: str | None, record: dict[str, str]) -> tuple[str, str]:
+def _restored_message(raw: str | None, record: dict[str, str], queue: str) -> tuple[str, str]:
     """The priority list and the message to push back, marked redelivered as kombu marks a restored one."""
-    queue = celeryconfig.task_default_queue
     if raw is None:
         return queues.list_for_priority(queue, int(record.get("priority") or 5)), ""
     payload, _exchange, routing_key = json.loads(raw)
@@ -108,16 +101,17 @@ class Sweeper:
     """Finds running jobs whose worker is gone and requeues each once; `me` (a worker) never claims its own job."""
 
     client: redis.Redis
+    settings: Settings = field(default_factory=get_settings)
     me: str | None = None
     first_seen: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.store = JobStore(self.client)
+        self.store = JobStore(self.client, self.settings.result_ttl)
 
     @property
     def grace_seconds(self) -> float:
         """How long a job must look orphaned before it is claimed: longer than one heartbeat."""
-        return status.heartbeat_seconds() * 1.5
+        return self.settings.heartbeat_seconds * 1.5
 
     def sweep(self, dead: Iterable[str] = ()) -> list[str]:
         """Requeue the running jobs of dead workers (`dead`: known to have exited); returns the job ids requeued."""
@@ -156,37 +150,37 @@ class Sweeper:
     def _claim(self, job_id: str, record: dict[str, str], forced: bool) -> bool:
         holder = record.get("worker", "")
         tag, raw = _unacked_entry(self.client, job_id, record.get("delivery_tag", ""))
-        target, message = _restored_message(raw, record)
-        stage = json.loads(record["stage"]) if record.get("stage") else {}
-        level, model = stage.get("level"), stage.get("model")
-        lowered = shift(level, 1) if level in LEVELS else None
+        target, message = _restored_message(raw, record, self.settings.queue)
+        stage = JobStage.model_validate_json(record["stage"]) if record.get("stage") else None
+        lowered = as_level(shift(stage.level, 1)) if stage is not None else None
         ceiling = most_restrictive(record.get("ceiling"), lowered)
-        event = {
-            "event": "requeued",
-            "reason": "worker lost",
-            "worker": holder,
-            "attempt": int(record.get("attempts") or 0),
-            "phase": stage.get("phase"),
-            "model": model,
-            "level": level,
-            "ceiling": ceiling,
-            "detected_by": self.me or "supervisor",
-            "at": time.time(),
-        }
+        event = JobEvent(
+            event="requeued",
+            reason="worker lost",
+            worker=holder,
+            attempt=int(record.get("attempts") or 0),
+            phase=stage.phase if stage else None,
+            model=stage.model if stage else None,
+            level=stage.level if stage else None,
+            ceiling=ceiling,
+            detected_by=self.me or "supervisor",
+            at=time.time(),
+        )
         keys = [
             JOB_KEY.format(job_id), LEASE_KEY.format(job_id), status.WORKER_KEY.format(holder), queues.UNACKED_KEY,
             queues.UNACKED_INDEX_KEY, target, RUNNING_KEY, COUNTS_KEY,
         ]  # fmt: skip
         args = [
             job_id, holder, record.get("attempts", ""), "1" if forced else "0", tag, raw or "", message,
-            json.dumps(event), ceiling or "", time.time(),
+            event.model_dump_json(), ceiling or "", time.time(),
         ]  # fmt: skip
         answer = self.store.requeue(keys, args)
         self.first_seen.pop(job_id, None)
         if not answer.startswith("requeued"):
             return False
         log.warning("job %s: worker %s was lost (%s); requeued (%s)", job_id, holder, stage or "no stage", answer)
-        if lowered is not None and model:
-            reason = f"worker {holder} died while {stage.get('phase', 'running')} {model} at {level}"
-            _set_host_ceiling(self.client, host_of(holder), str(model), lowered, reason)
+        if stage is not None and lowered is not None:
+            reason = f"worker {holder} died while {stage.phase} {stage.model} at {stage.level}"
+            seconds = self.settings.crash_ceiling_seconds
+            _set_host_ceiling(self.client, host_of(holder), stage.model, lowered, reason, seconds)
         return True

@@ -32,9 +32,10 @@ from typing import Any
 
 from worker.errors import ModelLoadError, ModelNotFoundError
 from worker.policy import LEVELS
+from worker.settings import BUNDLED_MODEL, Settings
 from worker.variants import cache_root, file_lock, remove_stale_temps, temp_path_for
 
-BUNDLED_NAME = "gemma-3-270m"
+BUNDLED_NAME = BUNDLED_MODEL
 BUNDLED_PARAMS_B = 0.27
 BACKENDS = ("gguf", "transformers")
 HF_LEVELS = ("fp16", "int8", "int4")
@@ -101,11 +102,6 @@ def bundled_gguf_path(directory: Path | None = None) -> Path:
     return target
 
 
-def default_model_name() -> str:
-    """The model a job gets when it names none: DYNAQUANT_DEFAULT_MODEL, else the bundled one."""
-    return os.environ.get("DYNAQUANT_DEFAULT_MODEL", "").strip() or BUNDLED_NAME
-
-
 def parse_entry(name: str, raw: Any, base: Path) -> ModelSpec:
     """One models-file entry to a ModelSpec, with an error naming the entry when it is malformed."""
     where = f"models file entry {name!r}"
@@ -152,8 +148,11 @@ def load_models_file(path: Path) -> dict[str, ModelSpec]:
 class Registry:
     """Known models by name; the bundled entry's file is assembled the first time it is asked for."""
 
-    def __init__(self, models_file: Path | str | None = None, bundled_dir: Path | None = None) -> None:
+    def __init__(
+        self, models_file: Path | str | None = None, bundled_dir: Path | None = None, default: str = BUNDLED_NAME
+    ) -> None:
         self.bundled_dir = bundled_dir
+        self.default = default
         self._specs: dict[str, ModelSpec] = {
             BUNDLED_NAME: ModelSpec(BUNDLED_NAME, BUNDLED_PARAMS_B, None, None, bundled=True)
         }
@@ -162,10 +161,10 @@ class Registry:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_env(cls) -> Registry:
-        """The registry described by DYNAQUANT_MODELS_FILE (or only the bundled model)."""
-        configured = os.environ.get("DYNAQUANT_MODELS_FILE", "").strip()
-        return cls(Path(configured).expanduser() if configured else None)
+    def from_settings(cls, settings: Settings) -> Registry:
+        """The registry the settings describe: the bundled model, DYNAQUANT_MODELS_FILE's, the default name."""
+        models_file = settings.models_file.expanduser() if settings.models_file else None
+        return cls(models_file, default=settings.default_model)
 
     def names(self) -> list[str]:
         """Known model names, sorted."""
@@ -177,15 +176,15 @@ class Registry:
             self._specs[spec.name] = spec
 
     def peek(self, name: str | None = None) -> ModelSpec:
-        """The spec for a name (default model if None) without assembling the bundled file."""
-        key = name or default_model_name()
+        """The entry for a name (the default model if None) without assembling the bundled file."""
+        key = name or self.default
         spec = self._specs.get(key)
         if spec is None:
             raise ModelNotFoundError(f"unknown model {key!r}: known models are {', '.join(self.names())}")
         return spec
 
     def get(self, name: str | None = None) -> ModelSpec:
-        """The spec for a name with its sources on disk (the bundled file assembled if needed)."""
+        """The entry for a name with its sources on disk (the bundled file assembled if needed)."""
         spec = self.peek(name)
         if spec.bundled and spec.gguf_path is None:
             with self._lock:
@@ -194,16 +193,3 @@ class Registry:
                     spec = ModelSpec(spec.name, spec.params_b, bundled_gguf_path(self.bundled_dir), None, bundled=True)
                     self._specs[spec.name] = spec
         return spec
-
-
-_registry: Registry | None = None
-_registry_lock = threading.Lock()
-
-
-def get_registry() -> Registry:
-    """The process-wide registry, read from the environment on first use."""
-    global _registry
-    with _registry_lock:
-        if _registry is None:
-            _registry = Registry.from_env()
-        return _registry

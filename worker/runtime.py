@@ -1,4 +1,4 @@
-"""A worker process's wiring: Redis, the live probes, the model loader and the heartbeat."""
+"""A worker process's wiring: its settings, Redis, the live probes, the model loader and the heartbeat."""
 
 from __future__ import annotations
 
@@ -8,17 +8,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
 
-import celeryconfig
 from worker import recovery, status
+from worker.contracts import AppliedCeiling, ClearReport, JobSummary, LoadReading, Phase, WorkerState
 from worker.jobs import JobStore
-from worker.policy import memory_band
-from worker.probes import LoadReading, live_probes
+from worker.probes import live_probes
 from worker.quantization import DynamicQuantizationManager, set_quantization_manager
-from worker.variants import thread_count
+from worker.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from worker.model_loader import ModelLoader
@@ -28,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def last_known_load(read: Callable[[], LoadReading]) -> Callable[[], LoadReading]:
     """The load probe, answering with its last reading while Redis is unreachable (a job never fails for it)."""
-    last = [LoadReading(0, 0)]
+    last = [LoadReading(queued=0, running=0)]
 
     def read_or_last() -> LoadReading:
         try:
@@ -43,28 +42,46 @@ def last_known_load(read: Callable[[], LoadReading]) -> Callable[[], LoadReading
 class WorkerRuntime:
     """Everything one worker process holds between jobs."""
 
-    def __init__(self, name: str, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        client: redis.Redis | None = None,
+        settings: Settings | None = None,
+        loader: ModelLoader | None = None,
+    ) -> None:
         self.name = name
+        self.settings = settings = settings or get_settings()
         # Timeouts so a dead or unreachable Redis fails a call (which is retried) instead of hanging it.
         self.client = client or redis.Redis.from_url(
-            celeryconfig.redis_url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30
+            settings.redis_url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30
         )
-        self.store = JobStore(self.client)
-        probes = live_probes(client=self.client, queues=[celeryconfig.task_default_queue])
-        probes.load = last_known_load(probes.load)
-        self.manager = DynamicQuantizationManager(probes=probes)
-        set_quantization_manager(self.manager)
-        from worker.model_loader import get_model_loader
+        self.store = JobStore(self.client, settings.result_ttl)
+        if loader is None:
+            probes = live_probes(settings.device, client=self.client, queues=[settings.queue])
+            probes.load = last_known_load(probes.load)
+            manager = DynamicQuantizationManager(probes, settings)
+            set_quantization_manager(manager)  # get_quantization_manager() in this process is the worker's
+            from worker.model_loader import ModelLoader
 
-        self.loader: ModelLoader = get_model_loader()
+            loader = ModelLoader(manager, settings=settings)
+        self.loader = loader
+        self.manager = loader.manager
         self.loader.stage_listener = self.record_stage
-        self.sweeper = recovery.Sweeper(self.client, me=name)
+        self.sweeper = recovery.Sweeper(self.client, settings, me=name)
         self.started_at = time.time()
         self.active_job: str | None = None
-        self.last_job: dict[str, Any] | None = None
+        self.last_job: JobSummary | None = None
         self.jobs_done = 0
         self._lock = threading.Lock()
-        self.heartbeat = status.Heartbeat(self.client, name, self.snapshot, self.clear_cache, self.on_beat)
+        self.heartbeat = status.Heartbeat(
+            self.client,
+            name,
+            self.snapshot,
+            self.clear_cache,
+            settings.heartbeat_seconds,
+            settings.heartbeat_ttl,
+            self.on_beat,
+        )
 
     def start(self) -> None:
         """Begin publishing this worker's state."""
@@ -79,7 +96,7 @@ class WorkerRuntime:
         with self._lock:
             self.active_job = job_id
 
-    def end_job(self, summary: dict[str, Any]) -> None:
+    def end_job(self, summary: JobSummary) -> None:
         """Note the job this worker just finished."""
         with self._lock:
             self.active_job = None
@@ -99,9 +116,9 @@ class WorkerRuntime:
         with self._lock:
             active = self.active_job
         if active is not None:
-            self.store.renew_lease(active, self.name, status.heartbeat_ttl())
+            self.store.renew_lease(active, self.name, self.settings.heartbeat_ttl)
 
-    def record_stage(self, phase: str, model: str, level: str) -> None:
+    def record_stage(self, phase: Phase, model: str, level: str) -> None:
         """Note in the running job's record what this worker loads or runs, before it does (a death is traced to it)."""
         with self._lock:
             active = self.active_job
@@ -112,7 +129,7 @@ class WorkerRuntime:
         except redis.RedisError as exc:
             log.warning("could not note the stage of job %s: %s", active, exc)
 
-    def ceiling_for(self, job_id: str, model: str) -> tuple[str | None, list[str]]:
+    def ceiling_for(self, job_id: str, model: str) -> AppliedCeiling | None:
         """The level a job may run at most, and why: its own (after its worker died) and this host's for the model."""
         reasons: list[str] = []
         own = self.store.ceiling(job_id)
@@ -120,49 +137,48 @@ class WorkerRuntime:
             reasons.append(f"at most {own}: an earlier attempt's worker died on a higher level")
         shared = recovery.host_ceiling(self.client, recovery.host_of(self.name), model)
         if shared:
-            until = time.strftime("%H:%M:%S", time.localtime(shared["until"]))
-            reasons.append(f"at most {shared['level']} on this host until {until}: {shared['reason']}")
-        return recovery.most_restrictive(own, shared["level"] if shared else None), reasons
+            until = time.strftime("%H:%M:%S", time.localtime(shared.until))
+            reasons.append(f"at most {shared.level} on this host until {until}: {shared.reason}")
+        level = recovery.most_restrictive(own, shared.level if shared else None)
+        return AppliedCeiling(level=level, reasons=reasons) if level else None
 
-    def clear_cache(self) -> dict[str, Any]:
+    def clear_cache(self) -> ClearReport:
         """Free every cached model no job is using; say what was freed."""
-        freed_mb = self.loader.clear_cache()
-        return {"freed_mb": freed_mb, "at": time.time()}
+        return ClearReport(freed_mb=self.loader.clear_cache(), at=time.time())
 
-    def snapshot(self) -> dict[str, Any]:
-        """This worker's state as the status API shows it."""
+    def snapshot(self, cache_clear_seen: int = 0) -> WorkerState:
+        """This worker's state as its heartbeat publishes it."""
         reading = self.manager.probes.memory()
         load = self.manager.probes.load()
-        cache = self.loader.cache.stats()
-        models = cache["models"]
         with self._lock:
             active, last, done = self.active_job, self.last_job, self.jobs_done
-        return {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "threads": thread_count(),
-            "ceilings": recovery.host_ceilings(self.client, recovery.host_of(self.name), self.loader.registry.names()),
-            "started_at": self.started_at,
-            "device": self.manager.device,
-            "memory": reading.as_dict(),
-            "memory_status": memory_band(reading.used_fraction, self.manager.thresholds),
-            "capabilities": self.manager.capabilities,
-            "thresholds": self.manager.get_status()["thresholds"],
-            "recommended_level": self.manager.select_level(reading.used_fraction, load.total),
-            "active_requests": 1 if active else 0,
-            "active_job": active,
-            "queue": {"queued": load.queued, "running": load.running},
-            "current_models": [
-                {k: m.get(k) for k in ("name", "level", "size_mb", "access_count", "status", "last_used")}
-                for m in models
-            ],
-            "current_levels": dict(self.manager.stabilizer.current),
-            "cache": cache,
-            "models_available": self.loader.registry.names(),
-            "last_job": last,
-            "jobs_done": done,
-            "reoptimizations": self.loader.reoptimizations,
-        }
+        return WorkerState.model_validate(
+            {
+                "worker": self.name,
+                "heartbeat_at": time.time(),
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started_at": self.started_at,
+                "device": self.manager.device,
+                "memory": reading,
+                "capabilities": self.manager.capabilities,
+                "thresholds": self.manager.thresholds,
+                "recommended_level": self.manager.select_level(reading.used_fraction, load.total),
+                "active_job": active,
+                "queue": load,
+                "current_levels": dict(self.manager.stabilizer.current),
+                "cache": self.loader.cache.stats(),
+                "models_available": self.loader.registry.names(),
+                "last_job": last,
+                "jobs_done": done,
+                "reoptimizations": self.loader.reoptimizations,
+                "cache_clear_seen": cache_clear_seen,
+                "threads": self.settings.thread_count,
+                "ceilings": recovery.host_ceilings(
+                    self.client, recovery.host_of(self.name), self.loader.registry.names()
+                ),
+            }
+        )
 
 
 _runtime: WorkerRuntime | None = None

@@ -1,25 +1,28 @@
 """What `dynaquant up` publishes about the processes it supervises, and how the web app reads it.
 
-The supervisor writes its state to Redis with a TTL on every tick; a supervisor that stops (or dies)
-drops out when the TTL runs out, like a worker's heartbeat. Readers get plain dicts: the web app never
-imports the supervisor.
+The supervisor writes its state (a SupervisorState of worker.contracts) to Redis with a TTL on every
+tick; a supervisor that stops (or dies) drops out when the TTL runs out, like a worker's heartbeat.
+The web app reads it here and never imports the supervisor.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import logging
 
 import redis
+from pydantic import ValidationError
+
+from worker.contracts import ServiceSummary, SupervisorState
 
 SUPERVISOR_KEY = "dq:supervisor:{}"
 SUPERVISORS_SET = "dq:supervisors"
+log = logging.getLogger(__name__)
 
 
-def publish(client: redis.Redis, ident: str, state: dict[str, Any], ttl: int) -> None:
-    """Write one supervisor's state with a TTL and list it."""
+def publish(client: redis.Redis, ident: str, state: SupervisorState, ttl: int) -> None:
+    """Write one supervisor's state with a TTL (seconds) and list it."""
     pipe = client.pipeline()
-    pipe.set(SUPERVISOR_KEY.format(ident), json.dumps(state), ex=ttl)
+    pipe.set(SUPERVISOR_KEY.format(ident), state.model_dump_json(), ex=ttl)
     pipe.sadd(SUPERVISORS_SET, ident)
     pipe.execute()
 
@@ -32,8 +35,8 @@ def withdraw(client: redis.Redis, ident: str) -> None:
     pipe.execute()
 
 
-def live_supervisors(client: redis.Redis) -> list[dict[str, Any]]:
-    """State of every supervisor still publishing; forgets the silent ones."""
+def live_supervisors(client: redis.Redis) -> list[SupervisorState]:
+    """State of every supervisor still publishing; forgets the silent ones, leaves out what does not parse."""
     idents = sorted(i.decode() if isinstance(i, bytes) else str(i) for i in client.smembers(SUPERVISORS_SET))
     if not idents:
         return []
@@ -41,26 +44,17 @@ def live_supervisors(client: redis.Redis) -> list[dict[str, Any]]:
     silent = [ident for ident, raw in zip(idents, values, strict=True) if raw is None]
     if silent:
         client.srem(SUPERVISORS_SET, *silent)
-    return [json.loads(raw) for raw in values if raw is not None]
+    states = []
+    for ident, raw in zip(idents, values, strict=True):
+        if raw is None:
+            continue
+        try:
+            states.append(SupervisorState.model_validate_json(raw))
+        except ValidationError as exc:
+            log.warning("supervisor %s publishes a state this release cannot read (left out): %s", ident, exc)
+    return states
 
 
-def problems(supervisors: list[dict[str, Any]]) -> list[str]:
-    """One sentence per supervised process that is not running (given up, or waiting to restart)."""
-    return [
-        str(process.get("message"))
-        for supervisor in supervisors
-        for process in supervisor.get("processes", [])
-        if process.get("state") != "running" and process.get("message")
-    ]
-
-
-def summary(supervisors: list[dict[str, Any]]) -> dict[str, Any]:
+def summary(client: redis.Redis) -> ServiceSummary:
     """The supervisors' view for the status API and /readyz: degraded or not, and why."""
-    messages = problems(supervisors)
-    processes = [
-        {k: p.get(k) for k in ("name", "role", "state", "pid", "restarts", "last_exit_code", "threads", "message")}
-        | {"host": s.get("host")}
-        for s in supervisors
-        for p in s.get("processes", [])
-    ]
-    return {"supervised": bool(supervisors), "degraded": bool(messages), "messages": messages, "processes": processes}
+    return ServiceSummary.of(live_supervisors(client))

@@ -1,33 +1,237 @@
-"""Numeric settings read from the environment, with errors that name the variable."""
+"""Every setting of the service, read from the environment once per process (pydantic-settings).
+
+Each variable is declared once below with its default, bounds and meaning; the web app keeps the
+object in its config and the worker runtime holds it. An empty variable counts as unset. A bad value
+stops the process with an error naming the variable.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from pydantic.json_schema import JsonDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.policy import Thresholds
+
+BUNDLED_MODEL = "gemma-3-270m"
+BOUND_SYMBOLS: tuple[tuple[str, str], ...] = (("ge", ">="), ("gt", ">"), ("le", "<="))
+VISIBILITY_MARGIN_SECONDS = 120
+"""How much longer than the time limit a job may be out before Redis hands it out again, by default."""
 
 
-def env_int(var: str, default: int, minimum: int = 1) -> int:
-    """An integer setting, at least `minimum`; the default when unset or empty."""
-    raw = os.environ.get(var, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{var}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ValueError(f"{var} must be at least {minimum}, got {value}")
-    return value
+def var(name: str, default: Any, description: str, shown: str | None = None, **bounds: Any) -> Any:
+    """A setting read from the environment variable `name`; `shown` is the default as the README writes it."""
+    extra: JsonDict | None = {"shown_default": shown} if shown is not None else None
+    return Field(default, validation_alias=name, description=description, json_schema_extra=extra, **bounds)
 
 
-def env_float(var: str, default: float, minimum: float = 0.0) -> float:
-    """A number setting, at least `minimum`; the default when unset or empty."""
-    raw = os.environ.get(var, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{var}={raw!r} is not a number") from None
-    if value < minimum:
-        raise ValueError(f"{var} must be at least {minimum}, got {value}")
-    return value
+class Settings(BaseSettings):
+    """The service's configuration; `Settings(max_batch=3)` overrides a value by its field name."""
+
+    model_config = SettingsConfigDict(
+        env_ignore_empty=True, str_strip_whitespace=True, validate_by_name=True, extra="ignore", frozen=True
+    )
+
+    redis_url: str = var(
+        "REDIS_URL",
+        "redis://127.0.0.1:6379/0",
+        "broker, job records and worker state; a password goes in the URL (`redis://:pw@host:6379/0`)",
+    )
+    queue: str = var("DYNAQUANT_QUEUE", "simplify", "the Celery queue jobs go to")
+    api_token: str | None = var(
+        "API_TOKEN",
+        None,
+        "when set, submitting, cancelling and clearing the cache need `Authorization: Bearer <token>`; reads stay open",
+    )
+    memory_comfortable: float = var(
+        "QUANTIZE_MEMORY_COMFORTABLE", 0.40, "memory band edge: comfortable below", ge=0, le=1
+    )
+    memory_moderate: float = var("QUANTIZE_MEMORY_MODERATE", 0.60, "memory band edge: moderate below", ge=0, le=1)
+    memory_tight: float = var("QUANTIZE_MEMORY_TIGHT", 0.75, "memory band edge: tight below", ge=0, le=1)
+    memory_critical: float = var(
+        "QUANTIZE_MEMORY_CRITICAL", 0.85, "memory band edge: critical below, emergency from", ge=0, le=1
+    )
+    load_low: int = var("QUANTIZE_LOAD_LOW", 2, "load edge (requests): low below", ge=0)
+    load_moderate: int = var("QUANTIZE_LOAD_MODERATE", 5, "load edge (requests): moderate up to", ge=0)
+    load_high: int = var("QUANTIZE_LOAD_HIGH", 10, "load edge (requests): high up to", ge=0)
+    consecutive: int = var("QUANTIZE_CONSECUTIVE", 3, "decisions in a row before a loaded model changes level", ge=1)
+    dwell_seconds: float = var("QUANTIZE_DWELL_SECONDS", 30.0, "or seconds of asking for it, whichever is first", ge=0)
+    max_cache_mb: float = var("MAX_MODEL_CACHE_MB", 8000.0, "per-worker model cache cap, in MiB", ge=1)
+    memory_reserve_mb: float = var("DYNAQUANT_MEMORY_RESERVE_MB", 256.0, "free memory (MiB) a load must leave", ge=0)
+    models_file: Path | None = var("DYNAQUANT_MODELS_FILE", None, "JSON file of extra models (see Adding a model)")
+    default_model: str = var("DYNAQUANT_DEFAULT_MODEL", BUNDLED_MODEL, "model for jobs that name none")
+    variants_dir: Path | None = var(
+        "DYNAQUANT_VARIANTS_DIR",
+        None,
+        "where level variants of GGUF models are written",
+        shown="`~/.cache/dynaquant/variants`",
+    )
+    cache_home: Path | None = var(
+        "XDG_CACHE_HOME",
+        None,
+        "the user cache: the bundled model and the variants go under `dynaquant/` in it",
+        shown="`~/.cache`",
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = var(
+        "DYNAQUANT_DEVICE", "auto", "`cpu`, `cuda` or `mps` instead of detecting"
+    )
+    threads: int | None = var(
+        "DYNAQUANT_THREADS",
+        None,
+        "llama.cpp threads per worker; `dynaquant up --workers N` gives each worker its share of the cores",
+        shown="CPU count (a share of it under `up`)",
+        ge=1,
+    )
+    mmap: bool = var(
+        "DYNAQUANT_MMAP",
+        True,
+        "map GGUF weights from disk; `0` reads them into the worker's own memory, where a memory limit sees them",
+        shown="`1`",
+    )
+    n_ctx: int = var("DYNAQUANT_N_CTX", 4096, "llama.cpp context length (tokens)", ge=256)
+    max_text_chars: int = var("DYNAQUANT_MAX_TEXT_CHARS", 8000, "longest text accepted (characters)", ge=1)
+    max_tokens: int = var("DYNAQUANT_MAX_TOKENS", 512, "most new tokens a job may ask for", ge=1)
+    default_max_tokens: int = var(
+        "DYNAQUANT_DEFAULT_MAX_TOKENS", 160, "new tokens for a job that does not say (capped by the limit)", ge=1
+    )
+    max_batch: int = var("DYNAQUANT_MAX_BATCH", 500, "jobs per batch; more gets 400", ge=1)
+    max_queue: int = var("DYNAQUANT_MAX_QUEUE", 10000, "jobs waiting; more gets 429", ge=1)
+    max_body_bytes: int = var("DYNAQUANT_MAX_BODY_BYTES", 1024 * 1024, "request body; larger gets 413", ge=1)
+    retry_after_seconds: int = var("DYNAQUANT_RETRY_AFTER_SECONDS", 5, "`Retry-After` sent with 429 and 503", ge=1)
+    clear_wait_seconds: float = var("DYNAQUANT_CLEAR_WAIT_SECONDS", 5.0, "how long cache/clear waits for workers", ge=0)
+    task_time_limit: int = var(
+        "DYNAQUANT_TASK_TIME_LIMIT", 600, "seconds a job may run, then it fails `time_limit`", ge=1
+    )
+    visibility_timeout: int | None = var(
+        "DYNAQUANT_VISIBILITY_TIMEOUT",
+        None,
+        "seconds before a job whose worker vanished is handed out again; must exceed the time limit",
+        shown="time limit + 120",
+        ge=1,
+    )
+    max_redeliveries: int = var(
+        "DYNAQUANT_MAX_REDELIVERIES", 3, "times a job whose worker died is tried again, then `redelivery_limit`", ge=0
+    )
+    result_ttl: int = var(
+        "DYNAQUANT_RESULT_TTL", 86400, "seconds finished jobs, results and Idempotency-Keys are kept", ge=1
+    )
+    heartbeat_seconds: float = var(
+        "DYNAQUANT_HEARTBEAT_SECONDS", 2.0, "worker state refresh; a worker silent for 4 beats drops out", gt=0
+    )
+    crash_ceiling_seconds: int = var(
+        "DYNAQUANT_CRASH_CEILING_SECONDS",
+        900,
+        "after a worker died loading or running a model, its host runs that model a level lower this long",
+        ge=0,
+    )
+    url: str = var("DYNAQUANT_URL", "http://127.0.0.1:8000", "where the CLI and the client send requests")
+    token: str | None = var("DYNAQUANT_TOKEN", None, "the API token the CLI and the client send")
+    home: Path | None = var(
+        "DYNAQUANT_HOME", None, "where `dynaquant up` keeps the Redis it starts", shown="`~/.local/share/dynaquant`"
+    )
+    data_home: Path | None = var(
+        "XDG_DATA_HOME",
+        None,
+        "the user data folder: `dynaquant up` keeps its Redis under `dynaquant/` in it",
+        shown="`~/.local/share`",
+    )
+    flower_basic_auth: str | None = var(
+        "FLOWER_BASIC_AUTH", None, "`user:password` for Flower and its API under `dynaquant up`"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        self.thresholds  # noqa: B018 - Thresholds checks that the edges rise
+        if self.visibility_seconds <= self.task_time_limit:
+            raise ValueError(
+                f"DYNAQUANT_VISIBILITY_TIMEOUT={self.visibility_seconds} must exceed DYNAQUANT_TASK_TIME_LIMIT="
+                f"{self.task_time_limit}: a job still running when its visibility timeout passes is handed out again"
+            )
+        return self
+
+    def override(self, **changes: Any) -> Settings:
+        """A checked copy with some fields changed (by field name)."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The decision matrix's band and load edges."""
+        return Thresholds(**{name: getattr(self, name) for name in Thresholds.__dataclass_fields__})
+
+    @property
+    def visibility_seconds(self) -> int:
+        """The visibility timeout: as set, else the time limit plus a margin."""
+        return self.visibility_timeout or self.task_time_limit + VISIBILITY_MARGIN_SECONDS
+
+    @property
+    def heartbeat_ttl(self) -> int:
+        """Seconds after which a silent worker counts as dead: a few missed heartbeats."""
+        return max(int(self.heartbeat_seconds * 4), 5)
+
+    @property
+    def job_default_max_tokens(self) -> int:
+        """New tokens for a job that names none, never above the limit."""
+        return min(self.default_max_tokens, self.max_tokens)
+
+    @property
+    def cache_root(self) -> Path:
+        """<user cache>/dynaquant."""
+        return (self.cache_home or Path.home() / ".cache") / "dynaquant"
+
+    @property
+    def variants_path(self) -> Path:
+        """Where GGUF variants are written."""
+        return self.variants_dir.expanduser() if self.variants_dir else self.cache_root / "variants"
+
+    @property
+    def home_path(self) -> Path:
+        """Where `dynaquant up` keeps Redis data and logs."""
+        return self.home or (self.data_home or Path.home() / ".local" / "share") / "dynaquant"
+
+    @property
+    def thread_count(self) -> int:
+        """Threads for llama.cpp work: as set, else every core this process may run on."""
+        return self.threads or available_cores()
+
+    def worker_threads(self, workers: int) -> list[int]:
+        """Threads for each of `workers` workers started together: as set, else shares that add up to the cores."""
+        if self.threads:
+            return [self.threads] * workers
+        return split_evenly(available_cores(), workers)
+
+
+def available_cores() -> int:
+    """How many cores this process may run on (its affinity set, which a container or taskset may narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """`total` split into `parts` shares as even as can be, each at least 1 (7, 3 -> [3, 2, 2])."""
+    size, extra = divmod(total, parts) if parts else (0, 0)
+    return [max(size + (1 if i < extra else 0), 1) for i in range(parts)]
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """This process's settings, read from the environment on first use."""
+    return Settings()
+
+
+def settings_table() -> str:
+    """The README's configuration table, one row per variable, made from the declarations above."""
+    rows = ["| variable | default | bounds | what it sets |", "|---|---|---|---|"]
+    for field in Settings.model_fields.values():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        default = extra.get("shown_default", "unset" if field.default is None else f"`{field.default}`")
+        limits = [
+            f"{symbol} {getattr(m, name)}" for m in field.metadata for name, symbol in BOUND_SYMBOLS if hasattr(m, name)
+        ]
+        rows.append(f"| `{field.validation_alias}` | {default} | {', '.join(limits) or '-'} | {field.description} |")
+    return "\n".join(rows)

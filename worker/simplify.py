@@ -6,12 +6,13 @@ Subject:, Text:, Simple:) and generation stops at the end of the answer line.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from worker.jobspec import parse_job
-from worker.policy import Request
+from worker.contracts import AppliedCeiling, JobResult, JobSpec
+from worker.policy import as_level
 
 if TYPE_CHECKING:
     from worker.model_loader import ModelLoader
@@ -109,38 +110,34 @@ def readability_grade(text: str) -> float | None:
 
 def simplify_text(
     loader: ModelLoader,
-    text: str,
-    grade_level: int,
-    subject: str,
-    request: Request | None = None,
-    model: str | None = None,
-    max_tokens: int | None = None,
+    job: JobSpec,
     should_stop: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
-    """Simplify `text` for a grade on the model and level the loader picks; a JSON-able result."""
-    job = parse_job({"text": text, "grade_level": grade_level, "subject": subject, "max_tokens": max_tokens})
-    grade, subj, tokens = job.grade_level, one_line(job.subject), job.max_tokens
-    prompt = build_prompt(job.text, grade, subj)
-    with loader.acquire(model, request or Request()) as lease:
-        generation = lease.model.generate(prompt, tokens, STOP, should_stop)
+    ceiling: AppliedCeiling | None = None,
+) -> JobResult:
+    """Simplify a job's text for its grade on the model and level the loader picks (under a ceiling, if given)."""
+    subject = one_line(job.subject)
+    prompt = build_prompt(job.text, job.grade_level, subject)
+    request = dataclasses.replace(job.request, ceiling=ceiling.level) if ceiling else job.request
+    with loader.acquire(job.model, request) as lease:
+        generation = lease.model.generate(prompt, job.max_tokens, STOP, should_stop)
     output = clean_output(generation.text, generation.finish_reason)
-    decision = lease.decision
-    return {
-        "text": output,
-        "level": lease.level,
-        "model": lease.model.name,
-        "backend": lease.model.backend,
-        "tokens_in": generation.tokens_in,
-        "tokens_out": generation.tokens_out,
-        "generation_seconds": round(generation.seconds, 4),
-        "load_seconds": round(lease.load_seconds, 4),
-        "tokens_per_second": round(generation.tokens_per_second, 2),
-        "finish_reason": generation.finish_reason,
-        "readability_grade": readability_grade(output),
-        "grade_level": grade,
-        "subject": subj,
-        "memory_used": round(decision.memory_used, 4),
-        "load": decision.load,
-        "cache_hit": lease.cache_hit,
-        "reoptimized": lease.reoptimization,
-    }
+    return JobResult(
+        text=output,
+        level=as_level(lease.level),
+        model=lease.model.name,
+        backend=lease.model.backend,
+        tokens_in=generation.tokens_in,
+        tokens_out=generation.tokens_out,
+        generation_seconds=round(generation.seconds, 4),
+        load_seconds=round(lease.load_seconds, 4),
+        tokens_per_second=round(generation.tokens_per_second, 2),
+        finish_reason=generation.finish_reason,
+        readability_grade=readability_grade(output),
+        grade_level=job.grade_level,
+        subject=subject,
+        memory_used=round(lease.decision.memory_used, 4),
+        load=lease.decision.load,
+        cache_hit=lease.cache_hit,
+        reoptimized=lease.reoptimization,
+        ceiling=ceiling,
+    )

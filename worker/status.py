@@ -1,21 +1,21 @@
 """Worker state in Redis: each worker publishes a heartbeat with a TTL; readers see only live ones.
 
 The web app reads this module's keys, never a worker's memory: a worker that dies simply stops
-refreshing its key and drops out of the status when the TTL runs out.
+refreshing its key and drops out of the status when the TTL runs out. A heartbeat is a WorkerState
+(worker.contracts) with a version; one that does not parse (another release's) is logged and left out.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import threading
-import time
 from collections.abc import Callable
-from typing import Any
 
 import redis
+from pydantic import ValidationError
+
+from worker.contracts import ClearReport, WorkerState
 
 WORKER_KEY = "dq:worker:{}"
 WORKERS_SET = "dq:workers"
@@ -25,22 +25,11 @@ CLEAR_ACKS_KEY = "dq:cache:clear_acks:{}"
 log = logging.getLogger(__name__)
 
 
-def heartbeat_seconds() -> float:
-    """Seconds between heartbeats, from DYNAQUANT_HEARTBEAT_SECONDS."""
-    return float(os.environ.get("DYNAQUANT_HEARTBEAT_SECONDS", "2"))
-
-
-def heartbeat_ttl() -> int:
-    """Seconds after which a silent worker counts as dead: a few missed heartbeats."""
-    return max(int(heartbeat_seconds() * 4), 5)
-
-
-def publish(client: redis.Redis, name: str, state: dict[str, Any]) -> None:
-    """Write one worker's state with a TTL and list it among the workers."""
-    payload = {**state, "worker": name, "heartbeat_at": time.time()}
+def publish(client: redis.Redis, state: WorkerState, ttl: int) -> None:
+    """Write one worker's state with a TTL (seconds) and list it among the workers."""
     pipe = client.pipeline()
-    pipe.set(WORKER_KEY.format(name), json.dumps(payload), ex=heartbeat_ttl())
-    pipe.sadd(WORKERS_SET, name)
+    pipe.set(WORKER_KEY.format(state.worker), state.model_dump_json(), ex=ttl)
+    pipe.sadd(WORKERS_SET, state.worker)
     pipe.execute()
 
 
@@ -52,18 +41,21 @@ def withdraw(client: redis.Redis, name: str) -> None:
     pipe.execute()
 
 
-def live_workers(client: redis.Redis) -> list[dict[str, Any]]:
+def live_workers(client: redis.Redis) -> list[WorkerState]:
     """State of every worker whose heartbeat is still fresh, by name; forgets dead ones."""
     names = sorted(n.decode() if isinstance(n, bytes) else n for n in client.smembers(WORKERS_SET))
     if not names:
         return []
     values = client.mget([WORKER_KEY.format(n) for n in names])
     workers, dead = [], []
-    for name, raw in zip(names, values, strict=False):
+    for name, raw in zip(names, values, strict=True):
         if raw is None:
             dead.append(name)
-        else:
-            workers.append(json.loads(raw))
+            continue
+        try:
+            workers.append(WorkerState.model_validate_json(raw))
+        except ValidationError as exc:
+            log.warning("worker %s publishes a heartbeat this release cannot read (left out): %s", name, exc)
     if dead:
         client.srem(WORKERS_SET, *dead)
     return workers
@@ -80,17 +72,17 @@ def clear_generation(client: redis.Redis) -> int:
     return int(raw) if raw else 0
 
 
-def acknowledge_clear(client: redis.Redis, generation: int, name: str, report: dict[str, Any]) -> None:
+def acknowledge_clear(client: redis.Redis, generation: int, name: str, report: ClearReport) -> None:
     """Record what a worker freed for a cache-clear request."""
     key = CLEAR_ACKS_KEY.format(generation)
-    client.hset(key, name, json.dumps(report))
+    client.hset(key, name, report.model_dump_json())
     client.expire(key, 3600)
 
 
-def clear_acknowledgements(client: redis.Redis, generation: int) -> dict[str, dict[str, Any]]:
+def clear_acknowledgements(client: redis.Redis, generation: int) -> dict[str, ClearReport]:
     """Workers that have carried out a cache-clear request, with what each freed."""
     raw = client.hgetall(CLEAR_ACKS_KEY.format(generation))
-    return {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in raw.items()}
+    return {(k.decode() if isinstance(k, bytes) else k): ClearReport.model_validate_json(v) for k, v in raw.items()}
 
 
 class Heartbeat(threading.Thread):
@@ -104,8 +96,10 @@ class Heartbeat(threading.Thread):
         self,
         client: redis.Redis,
         name: str,
-        snapshot: Callable[[], dict[str, Any]],
-        clear_cache: Callable[[], dict[str, Any]],
+        snapshot: Callable[[int], WorkerState],
+        clear_cache: Callable[[], ClearReport],
+        seconds: float,
+        ttl: int,
         on_beat: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name=f"heartbeat-{name}", daemon=True)
@@ -113,6 +107,8 @@ class Heartbeat(threading.Thread):
         self.worker_name = name
         self.snapshot = snapshot
         self.clear_cache = clear_cache
+        self.seconds = seconds
+        self.ttl = ttl
         self.on_beat = on_beat
         self.stopped = threading.Event()
         self.seen_generation = 0
@@ -130,7 +126,7 @@ class Heartbeat(threading.Thread):
                 log.warning("heartbeat could not reach Redis (%s); retrying", exc)
             except Exception:
                 log.exception("heartbeat failed; retrying")
-            self.stopped.wait(heartbeat_seconds())
+            self.stopped.wait(self.seconds)
 
     def beat(self) -> None:
         """Renew the running job's lease, serve a pending cache-clear request, then publish the current state."""
@@ -138,10 +134,9 @@ class Heartbeat(threading.Thread):
             self.on_beat()
         generation = clear_generation(self.client)
         if generation > self.seen_generation:
-            report = self.clear_cache()
-            acknowledge_clear(self.client, generation, self.worker_name, report)
+            acknowledge_clear(self.client, generation, self.worker_name, self.clear_cache())
             self.seen_generation = generation
-        publish(self.client, self.worker_name, {**self.snapshot(), "cache_clear_seen": self.seen_generation})
+        publish(self.client, self.snapshot(self.seen_generation), self.ttl)
 
     def stop(self) -> None:
         """Stop beating and withdraw this worker's state."""

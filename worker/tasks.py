@@ -5,21 +5,17 @@ Start a worker with `celery -A worker.tasks worker --pool solo` (one job at a ti
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
-from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready, worker_shutdown
 
-import celeryconfig
-from worker import status
 from worker.celery_app import SIMPLIFY_TASK, app
+from worker.contracts import JobLimits, JobResult, JobSpec, JobSummary, check_limits, validated
 from worker.errors import DynaquantError, JobCancelled
-from worker.jobspec import parse_job
 from worker.runtime import WorkerRuntime, get_runtime, shutdown_runtime
 
 log = logging.getLogger(__name__)
@@ -80,9 +76,9 @@ class JobWatch:
         return self._cancelled
 
 
-def time_limit_message() -> str:
+def time_limit_message(seconds: int) -> str:
     """The error of a job stopped at its time limit."""
-    return f"the job ran past the {celeryconfig.task_time_limit} s limit (DYNAQUANT_TASK_TIME_LIMIT) and was stopped"
+    return f"the job ran past the {seconds} s limit (DYNAQUANT_TASK_TIME_LIMIT) and was stopped"
 
 
 def run_job(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], delivery_tag: str = "") -> dict[str, Any]:
@@ -91,19 +87,19 @@ def run_job(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], delive
     Returns status "deferred" when a live worker still runs the job (a redelivery after the
     visibility timeout): the caller re-queues it for later instead of running it a second time.
     """
-    store = runtime.store
+    store, settings = runtime.store, runtime.settings
     state, attempt = persist(
-        f"start job {job_id}", lambda: store.start(job_id, runtime.name, status.heartbeat_ttl(), delivery_tag)
+        f"start job {job_id}", lambda: store.start(job_id, runtime.name, settings.heartbeat_ttl, delivery_tag)
     )
     if state == "busy":
         return {"job_id": job_id, "status": "deferred", "held_by": store.lease_holder(job_id)}
     if state != "running":
         return {"job_id": job_id, "status": state, "skipped": True}
     try:
-        if attempt > celeryconfig.max_redeliveries + 1:
+        if attempt > settings.max_redeliveries + 1:
             message = (
                 f"the job's worker died {attempt - 1} times while running it, past the limit of "
-                f"{celeryconfig.max_redeliveries} redeliveries (DYNAQUANT_MAX_REDELIVERIES); it is not run again"
+                f"{settings.max_redeliveries} redeliveries (DYNAQUANT_MAX_REDELIVERIES); it is not run again"
             )
             persist(f"store job {job_id}", lambda: store.fail(job_id, "redelivery_limit", message))
             return {"job_id": job_id, "status": "failed", "error": message}
@@ -119,37 +115,25 @@ def execute(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], attemp
     """Generate a started job's text and store its result or error, holding it until Redis takes it."""
     from worker.simplify import simplify_text as simplify
 
-    store = runtime.store
+    store, limit = runtime.store, runtime.settings.task_time_limit
     runtime.begin_job(job_id)
-    watch = JobWatch(runtime, job_id, celeryconfig.task_time_limit)
+    watch = JobWatch(runtime, job_id, limit)
     outcome: dict[str, Any] = {"job_id": job_id}
+    result: JobResult | None = None
     error: tuple[str, str] | None = None
     try:
-        spec = parse_job(payload)
-        ceiling, reasons = persist(f"read the ceiling of job {job_id}", lambda: runtime.ceiling_for(job_id, spec.model))
-        result = simplify(
-            runtime.loader,
-            spec.text,
-            spec.grade_level,
-            spec.subject,
-            dataclasses.replace(spec.request, ceiling=ceiling),
-            model=spec.model,
-            max_tokens=spec.max_tokens,
-            should_stop=watch,
-        )
-        result["attempt"] = attempt
-        if ceiling is not None:
-            result["ceiling"] = {"level": ceiling, "reasons": reasons}
-        if persist(f"store job {job_id}", lambda: store.succeed(job_id, result)) and result.get("reoptimized"):
+        spec = validated(JobSpec, payload)
+        check_limits(spec, JobLimits.from_settings(runtime.settings))
+        ceiling = persist(f"read the ceiling of job {job_id}", lambda: runtime.ceiling_for(job_id, spec.model))
+        result = done = simplify(runtime.loader, spec, watch, ceiling).model_copy(update={"attempt": attempt})
+        if persist(f"store job {job_id}", lambda: store.succeed(job_id, done)) and done.reoptimized:
             persist("count a re-optimisation", store.count_reoptimization)
-        outcome.update(status="succeeded", result=result)
+        outcome.update(status="succeeded", result=done.model_dump(mode="json"))
     except JobCancelled:
         if watch.timed_out:
-            error = ("time_limit", time_limit_message())
+            error = ("time_limit", time_limit_message(limit))
         else:
             outcome.update(status="cancelled")
-    except SoftTimeLimitExceeded:
-        error = ("time_limit", time_limit_message())
     except DynaquantError as exc:
         error = (exc.code, str(exc))
     except Exception as exc:
@@ -160,31 +144,24 @@ def execute(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], attemp
             code, message = error
             persist(f"store job {job_id}", lambda: store.fail(job_id, code, message))
             outcome.update(status="failed", error=message)
-        runtime.end_job(job_summary(job_id, outcome))
+        runtime.end_job(job_summary(job_id, str(outcome.get("status")), result))
     return outcome
 
 
-def job_summary(job_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
+def job_summary(job_id: str, status: str, result: JobResult | None) -> JobSummary:
     """The few facts of a finished job that the worker status shows."""
-    result = outcome.get("result") or {}
-    return {
-        "job_id": job_id,
-        "status": outcome.get("status"),
-        "level": result.get("level"),
-        "model": result.get("model"),
-        "generation_seconds": result.get("generation_seconds"),
-        "readability_grade": result.get("readability_grade"),
-        "finished_at": time.time(),
-    }
+    facts = result.model_dump(include={"level", "model", "generation_seconds", "readability_grade"}) if result else {}
+    return JobSummary(job_id=job_id, status=status, finished_at=time.time(), **facts)
 
 
 @app.task(name=SIMPLIFY_TASK, bind=True, max_retries=None)  # None: deferring never gives up on a job
 def simplify_text(self: Any, job_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Simplify one text at the level this worker's state calls for."""
+    runtime = get_runtime(self.request.hostname)
     tag = str((getattr(self.request, "properties", None) or {}).get("delivery_tag") or "")
-    outcome = run_job(get_runtime(self.request.hostname), job_id, payload, tag)
+    outcome = run_job(runtime, job_id, payload, tag)
     if outcome["status"] == "deferred":
         # Another live worker runs this job: look again once its lease could have run out.
         log.info("job %s is running on %s; deferred, not run twice", job_id, outcome.get("held_by"))
-        raise self.retry(countdown=status.heartbeat_ttl())
+        raise self.retry(countdown=runtime.settings.heartbeat_ttl)
     return outcome

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.errors import ModelLoadError
-from worker.settings import env_int
+from worker.settings import get_settings
 
 GGUF_MAGIC = b"GGUF"
 
@@ -51,19 +51,7 @@ class Variant:
 
 def cache_root() -> Path:
     """The user cache directory for dynaquant: $XDG_CACHE_HOME/dynaquant or ~/.cache/dynaquant."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "dynaquant"
-
-
-def variants_dir() -> Path:
-    """Where variants are kept: DYNAQUANT_VARIANTS_DIR, else <user cache>/dynaquant/variants."""
-    configured = os.environ.get("DYNAQUANT_VARIANTS_DIR", "").strip()
-    return Path(configured).expanduser() if configured else cache_root() / "variants"
-
-
-def thread_count() -> int:
-    """Threads for llama.cpp work: DYNAQUANT_THREADS, else every CPU core."""
-    return env_int("DYNAQUANT_THREADS", os.cpu_count() or 1)
+    return get_settings().cache_root
 
 
 @contextmanager
@@ -230,7 +218,7 @@ def source_file_type(source: Path) -> str | None:
 def variant_path(source: Path, gguf_type: str, directory: Path | None = None) -> Path:
     """Where the variant of `source` at `gguf_type` lives (built or not)."""
     stem = source.name[: -len(".gguf")] if source.name.endswith(".gguf") else source.name
-    folder = variants_dir() if directory is None else directory
+    folder = get_settings().variants_path if directory is None else directory
     return folder / f"{stem}-{source_fingerprint(source)}.{gguf_type}.gguf"
 
 
@@ -264,7 +252,7 @@ def ensure_variant(
         started = time.perf_counter()
         tmp = temp_path_for(target)
         try:
-            quantize(src, tmp, gguf_type, nthread or thread_count())
+            quantize(src, tmp, gguf_type, nthread or get_settings().thread_count)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)

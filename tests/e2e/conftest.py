@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,96 +20,27 @@ import pytest
 import redis
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from dynaquant.up import flower_argv, flower_env
+from tests import processes
+from tests.processes import ROOT, answers, free_port, wait_until
+
 E2E_REDIS_DBS = range(1, 11)
 CLAIM_KEY = "dq:e2e:claim"
 BASE_REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
 OUTPUT = ROOT / "test-output"
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class Service(processes.Service):
+    """A service under test, with its API and Flower as the tests read them."""
 
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until check() returns something truthy, or fail saying what never happened."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-@dataclass
-class Service:
-    """The environment of one service instance and the processes started in it."""
-
-    redis_url: str
-    queue: str
-    env: dict[str, str]
-    logs: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    base_url: str = ""
-
-    @property
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url)
-
-    def spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start a process with the service's environment, its output in a log file."""
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        proc = subprocess.Popen(
-            argv, cwd=ROOT, env={**self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        self.procs[name] = proc
-        return proc
-
-    def start_worker(self, name: str = "w1", extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start a real Celery worker (solo pool) and wait for its heartbeat in Redis."""
-        argv = [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "--pool", "solo", "-Q", self.queue]
-        argv += ["-n", f"{name}@e2e", "--loglevel", "INFO", "-E", "--without-mingle", "--without-gossip"]
-        proc = self.spawn(name, argv, extra_env)
-        wait_until(lambda: self.redis.exists(f"dq:worker:{name}@e2e"), 90, f"worker {name} heartbeat")
-        return proc
-
-    def start_web(self, extra_env: dict[str, str] | None = None) -> None:
-        """Start the web app under gunicorn and wait until it answers."""
+    def start_flower(self, basic_auth: str | None = None) -> str:
+        """Start Flower on a free port as `dynaquant up` does (its own argv and environment); its URL."""
         port = free_port()
-        argv = [sys.executable, "-m", "gunicorn", "webapp.wsgi:app", "--bind", f"127.0.0.1:{port}"]
-        argv += ["--workers", "1", "--threads", "8", "--timeout", "60"]
-        self.spawn("web", argv, extra_env)
-        self.base_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: self._answers("/healthz"), 30, "the web app")
-
-    def _answers(self, path: str) -> bool:
-        try:
-            return requests.get(self.base_url + path, timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-        """Stop one process (its whole group) and wait for it."""
-        proc = self.procs.pop(name)
-        if proc.poll() is None:
-            os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            self.stop(name)
+        flower = {k: v for k, v in flower_env(basic_auth=basic_auth).items() if k.startswith("FLOWER_")}
+        self.spawn("flower", flower_argv(port, basic_auth=basic_auth), flower)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: answers(f"{url}/healthcheck"), 30, "Flower")
+        return url
 
     def job(self, job_id: str) -> dict[str, Any]:
         """A job's record as the API shows it."""
@@ -142,22 +72,15 @@ def variants_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def claim_redis_db() -> str:
     """A Redis DB no other test process is using, claimed for this test (parallel runs stay apart)."""
-    for db in E2E_REDIS_DBS:
-        url = f"{BASE_REDIS}/{db}"
-        client = redis.Redis.from_url(url)
-        if client.set(CLAIM_KEY, os.getpid(), nx=True, ex=900):
-            for key in client.scan_iter():
-                if key != CLAIM_KEY.encode():
-                    client.delete(key)
-            return url
-    raise AssertionError(f"every Redis DB in {list(E2E_REDIS_DBS)} is claimed by another test run")
+    return processes.claim_redis_db(BASE_REDIS, E2E_REDIS_DBS, CLAIM_KEY, 900)
 
 
 def make_service(url: str, logs: Path, variants_dir: Path) -> Service:
     """A service namespace on the Redis at `url`, with a fresh queue name; nothing started yet."""
     queue = f"e2e-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if k != "FLOWER_UNAUTHENTICATED_API"}
     env = {
-        **os.environ,
+        **env,
         "REDIS_URL": url,
         "DYNAQUANT_QUEUE": queue,
         "DYNAQUANT_VARIANTS_DIR": str(variants_dir),
@@ -165,7 +88,6 @@ def make_service(url: str, logs: Path, variants_dir: Path) -> Service:
         "DYNAQUANT_THREADS": "2",
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
-        "FLOWER_UNAUTHENTICATED_API": "true",
     }
     logs.mkdir(parents=True, exist_ok=True)
     return Service(redis_url=url, queue=queue, env=env, logs=logs)

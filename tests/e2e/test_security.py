@@ -6,7 +6,6 @@ Real worker and gunicorn processes; a private redis-server where a password is n
 from __future__ import annotations
 
 import pickle
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import redis
 import requests
 from kombu import Connection
 
-from tests.e2e.conftest import PrivateServices, Service, free_port, wait_until
+from tests.e2e.conftest import PrivateServices, Service, wait_until
 from worker.celery_app import SIMPLIFY_TASK, app
 from worker.queues import queue_depth
 
@@ -192,18 +191,8 @@ def test_the_api_token_guards_changes_and_leaves_reads_open(service: Service) ->
 
 def test_flower_with_basic_auth_as_in_compose_refuses_anonymous_users(service: Service) -> None:
     service.start_worker("w1", {"DYNAQUANT_THREADS": "1"})
-    port, user, password = free_port(), "admin", "fl0wer-" + uuid.uuid4().hex[:8]
-    argv = [sys.executable, "-m", "celery", "-A", "worker.tasks", "flower", f"--port={port}", "--address=127.0.0.1"]
-    service.spawn("flower", [*argv, f"--basic-auth={user}:{password}"], {"FLOWER_UNAUTHENTICATED_API": "false"})
-    flower = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return requests.get(f"{flower}/healthcheck", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_until(up, 30, "Flower")
+    user, password = "admin", "fl0wer-" + uuid.uuid4().hex[:8]
+    flower = service.start_flower(basic_auth=f"{user}:{password}")
     for path in ("/", "/workers", "/api/workers", "/api/tasks"):
         assert requests.get(flower + path, timeout=10).status_code == 401, path
         assert requests.get(flower + path, auth=(user, "wrong"), timeout=10).status_code == 401, path

@@ -7,7 +7,7 @@ import sys
 import pytest
 import requests
 
-from tests.e2e.conftest import Service, free_port, wait_until
+from tests.e2e.conftest import Service, answers, free_port, wait_until
 from worker.policy import rank
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
@@ -126,7 +126,7 @@ def test_status_shows_worker_model_and_level_and_clear_empties_cache(service: Se
     )
 
 
-def test_calculate_has_the_spec_fields(service: Service) -> None:
+def test_calculate_has_the_documented_fields(service: Service) -> None:
     service.start_worker()
     service.start_web()
     body = requests.post(
@@ -157,18 +157,7 @@ def test_level_falls_under_load(service: Service) -> None:
 def test_flower_lists_the_worker_and_its_tasks(service: Service) -> None:
     service.start_worker()
     service.start_web()
-    port = free_port()
-    argv = [sys.executable, "-m", "celery", "-A", "worker.tasks", "flower", f"--port={port}", "--address=127.0.0.1"]
-    service.spawn("flower", argv)
-    flower = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return requests.get(f"{flower}/healthcheck", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_until(up, 30, "Flower")
+    flower = service.start_flower()
     job_id = submit(service, text=PARAGRAPHS[0], max_tokens=16)
     assert service.wait_job(job_id)["status"] == "succeeded"
     tasks = wait_until(
@@ -179,3 +168,17 @@ def test_flower_lists_the_worker_and_its_tasks(service: Service) -> None:
         lambda: requests.get(f"{flower}/api/workers?refresh=1", timeout=10).json(), 30, "Flower to list workers"
     )
     assert "w1@e2e" in workers
+
+
+def test_dynaquant_up_serves_flowers_api_on_localhost(service: Service) -> None:
+    web, flower = free_port(), free_port()
+    argv = [sys.executable, "-m", "dynaquant.cli", "up", "--port", str(web), "--flower-port", str(flower)]
+    service.spawn("up", argv, {"DYNAQUANT_HOME": str(service.logs / "home")})
+    wait_until(lambda: answers(f"http://127.0.0.1:{web}/healthz"), 60, "the web app under dynaquant up")
+    wait_until(lambda: answers(f"http://127.0.0.1:{flower}/healthcheck"), 60, "Flower under dynaquant up")
+    workers = wait_until(
+        lambda: requests.get(f"http://127.0.0.1:{flower}/api/workers?refresh=1", timeout=10).json(),
+        60,
+        "Flower's API to list the worker",
+    )
+    assert any(name.startswith("worker1@") for name in workers), workers

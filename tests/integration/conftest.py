@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
-from tests.conftest import Readings
+from tests.conftest import Readings, emptied, redis_db_url
+from worker.backends.base import Backend
 from worker.backends.llamacpp import LlamaCppBackend
 from worker.cache import ModelCache
 from worker.model_loader import ModelLoader
@@ -17,7 +19,8 @@ from worker.policy import LEVELS
 from worker.probes import Probes
 from worker.quantization import DynamicQuantizationManager
 from worker.registry import BUNDLED_NAME, ModelSpec, Registry, bundled_gguf_path
-from worker.variants import cache_root, file_lock, source_fingerprint
+from worker.runtime import WorkerRuntime
+from worker.settings import Settings
 
 PARAGRAPH = (
     "Photosynthesis is the process by which green plants and some other organisms use sunlight to synthesize "
@@ -55,39 +58,12 @@ def gguf_backend(variants_dir: Path) -> LlamaCppBackend:
     return LlamaCppBackend(variants_dir, n_ctx=1024)
 
 
-def build_hf_checkpoint(gguf: Path, target: Path) -> None:
-    """Dequantize the GGUF with transformers' gguf_file= loader and save it as an HF checkpoint at `target`."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-
-    tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16, quantization_config=GgufConfig(dequantize=True)
-    )
-    # The weights are plain tensors now; drop the GGUF quantizer so save_pretrained writes safetensors.
-    model.hf_quantizer = None  # type: ignore[assignment]
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    os.replace(tmp, target)
-
-
 @pytest.fixture(scope="session")
 def hf_checkpoint(bundled_gguf: Path) -> Path:
     """An HF checkpoint of the bundled model, built once per machine (about a minute) and cached after."""
-    import transformers
+    from worker.backends.hf import checkpoint_from_gguf
 
-    key = f"{source_fingerprint(bundled_gguf)}-tf{transformers.__version__}"
-    target = cache_root() / "test-checkpoints" / f"gemma-3-270m-hf-{key}"
-    if not (target / "model.safetensors").exists():
-        with file_lock(target.with_name(target.name + ".lock")):
-            if not (target / "model.safetensors").exists():
-                build_hf_checkpoint(bundled_gguf, target)
-    return target
+    return checkpoint_from_gguf(bundled_gguf, BUNDLED_NAME)
 
 
 @pytest.fixture
@@ -95,17 +71,43 @@ def make_loader(variants_dir: Path) -> Callable[..., tuple[ModelLoader, Readings
     """A loader on injected memory/load readings, with re-optimisation adopted on the first decision."""
 
     def build(
-        max_cache_mb: float = 8000, registry: Registry | None = None, readings: Readings | None = None
+        max_cache_mb: float = 8000,
+        registry: Registry | None = None,
+        readings: Readings | None = None,
+        gguf: Backend | None = None,
     ) -> tuple[ModelLoader, Readings]:
         r = readings or Readings(used_fraction=0.10)
         probes = Probes(device="cpu", memory=r.memory, load=r.load, capabilities=ALL_CAPABILITIES)
-        manager = DynamicQuantizationManager(probes=probes, environ={"QUANTIZE_CONSECUTIVE": "1"})
+        manager = DynamicQuantizationManager(probes, Settings(consecutive=1))
         loader = ModelLoader(
             manager,
             registry or Registry(),
             ModelCache(max_cache_mb),
-            backends={"gguf": LlamaCppBackend(variants_dir, n_ctx=1024)},
+            backends={"gguf": gguf or LlamaCppBackend(variants_dir, n_ctx=1024)},
         )
         return loader, r
 
     return build
+
+
+@pytest.fixture
+def worker_redis() -> Iterator[redis.Redis]:
+    """Redis DB 12 for a worker runtime's job records and heartbeat, emptied before and after."""
+    client = emptied(redis_db_url(12))
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def make_runtime(worker_redis: redis.Redis) -> Iterator[Callable[..., WorkerRuntime]]:
+    """A worker runtime (job store, heartbeat) around a test's loader; settings changed by field name."""
+    built: list[WorkerRuntime] = []
+
+    def build(loader: ModelLoader, **settings: Any) -> WorkerRuntime:
+        runtime = WorkerRuntime("test-worker@it", worker_redis, Settings(**settings), loader)
+        built.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in built:
+        runtime.stop()

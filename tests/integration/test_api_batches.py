@@ -9,6 +9,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.states import job_result
 from worker.jobs import JobStore
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def test_batch_counts_follow_the_jobs(client: FlaskClient, redis_db: redis.Redis
     store = JobStore(redis_db)
     first, second, third = body["job_ids"]
     store.start(first, "worker-a")
-    store.succeed(first, {"text": "Cells get energy from mitochondria.", "level": "int8"})
+    store.succeed(first, job_result(text="Cells get energy from mitochondria.", level="int8"))
     store.start(second, "worker-a")
     store.fail(second, "model_load_failed", "file missing")
     assert client.delete(f"/api/v1/jobs/{third}").status_code == 200

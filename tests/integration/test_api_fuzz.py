@@ -22,11 +22,12 @@ import pytest
 import redis
 import requests
 
+from tests.conftest import emptied, redis_db_url
 from worker.jobs import COUNTS_KEY, JOB_KEY
 from worker.probes import queue_depth
 
 ROOT = Path(__file__).resolve().parents[2]
-FUZZ_REDIS_URL = "redis://127.0.0.1:6379/14"
+FUZZ_REDIS_URL = redis_db_url(14)
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 EXCLUDED_CHECKS = [
     # DELETE /jobs/{id} cancels: the job stays readable with status "cancelled", it is not deleted.
@@ -58,12 +59,7 @@ def free_port() -> int:
 
 def start_server(tmp_path: Path, **env: str) -> Iterator[Server]:
     """Start gunicorn on a free port against Redis DB 14 (emptied first); stop it afterwards."""
-    client = redis.Redis.from_url(FUZZ_REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail(f"the fuzz test needs a Redis server at {FUZZ_REDIS_URL}: start one with `redis-server`")
-    client.flushdb()
+    client = emptied(FUZZ_REDIS_URL)
     port = free_port()
     log = tmp_path / "gunicorn.log"
     environ = {**os.environ, "REDIS_URL": FUZZ_REDIS_URL, "PYTHONPATH": str(ROOT), **env}
@@ -140,7 +136,7 @@ def assert_nothing_lost(client: redis.Redis) -> None:
     assert submitted == records == queue_depth(client, ["simplify"])
 
 
-def test_fuzz_finds_no_server_error_and_no_spec_violation(server: Server, tmp_path: Path) -> None:
+def test_fuzz_finds_no_server_error_and_no_schema_violation(server: Server, tmp_path: Path) -> None:
     examples = int(os.environ.get("DYNAQUANT_FUZZ_EXAMPLES", "200"))
     cases, output = schemathesis_run(server, tmp_path, examples)
     print(output[-1500:])

@@ -231,7 +231,7 @@ def test_an_unexpected_error_is_a_json_500(app: Flask, api_error: ErrorCheck, mo
     def explode(*_: Any) -> None:
         raise RuntimeError("boom with secrets")
 
-    monkeypatch.setattr(jobs, "parse_one", explode)
+    monkeypatch.setattr(jobs, "parse_job", explode)
     response = app.test_client().post("/api/v1/jobs", json=JOB)
     body = api_error(response, 500, None)
     assert "boom" not in body["error"]["message"] and "Traceback" not in response.get_data(as_text=True)

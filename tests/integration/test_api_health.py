@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pytest
 import redis
 import schemathesis
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.states import job_result
 from worker.jobs import REOPT_KEY, JobStore
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def test_metrics_read_redis(client: FlaskClient, redis_db: redis.Redis, fake_wor
     ids = [client.post("/api/v1/jobs", json={**JOB, "priority": p}).get_json()["job_id"] for p in (0, 9, 9)]
     store = JobStore(redis_db)
     store.start(ids[1], "worker-a")
-    store.succeed(ids[1], {"text": "Things pull on each other.", "level": "int4"})
+    store.succeed(ids[1], job_result(text="Things pull on each other.", level="int4"))
     client.delete(f"/api/v1/jobs/{ids[2]}")
     redis_db.incr(REOPT_KEY)
     redis_db.hset("unacked", "tag", "{}")
@@ -94,7 +94,7 @@ def test_metrics_read_redis(client: FlaskClient, redis_db: redis.Redis, fake_wor
     assert (
         found[("dynaquant_worker_level", (("level", "int4"), ("model", "gemma-3-270m"), ("worker", "worker-a")))] == 1
     )
-    assert found[("dynaquant_cache_bytes", (("worker", "worker-a"),))] == 253_000_000
+    assert found[("dynaquant_cache_bytes", (("worker", "worker-a"),))] == 253 * 1024**2, "the cache counts MiB"
     assert found[("dynaquant_job_latency_seconds_count", ())] == 1
     assert found[("dynaquant_job_latency_seconds_bucket", (("le", "+Inf"),))] == 1
     assert found[("dynaquant_job_latency_seconds_bucket", (("le", "600.0"),))] == 1
@@ -115,12 +115,9 @@ def test_openapi_is_a_valid_document(client: FlaskClient) -> None:
     }  # fmt: skip
 
 
-def test_openapi_follows_the_live_limits(
-    make_app: Callable[..., Flask], fake_worker: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DYNAQUANT_MAX_TEXT_CHARS", "1234")
+def test_openapi_follows_the_live_limits(make_app: Callable[..., Flask], fake_worker: Any) -> None:
     fake_worker("worker-a")
-    doc = make_app(MAX_BATCH=7).test_client().get("/openapi.json").get_json()
+    doc = make_app(MAX_BATCH=7, MAX_TEXT_CHARS=1234).test_client().get("/openapi.json").get_json()
     schemas = doc["components"]["schemas"]
     assert schemas["JobRequest"]["properties"]["text"]["maxLength"] == 1234
     assert schemas["BatchRequest"]["properties"]["items"]["maxItems"] == 7

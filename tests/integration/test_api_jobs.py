@@ -12,8 +12,9 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.states import job_result
 from worker.jobs import JobStore
-from worker.jobspec import max_text_chars
+from worker.settings import get_settings
 
 if TYPE_CHECKING:
     from tests.webapp_fixtures import Broker, ErrorCheck
@@ -67,30 +68,24 @@ def test_integral_floats_count_as_integers(client: FlaskClient) -> None:
     assert client.get(response.get_json()["status_url"]).get_json()["priority"] == 8
 
 
+BAD_VALUES: dict[str, list[Any]] = {
+    "grade_level": [0, 13, "5", 5.5, True],
+    "task_priority": ["fastest"],
+    "min_quantization": ["int3"],
+    "force_quantization": ["fp32"],
+    "priority": [10, -1, None, 2.5],
+    "max_tokens": [0, 100000],
+    "model": ["no-such-model", 0, False],
+    "subject": ["", "x" * 101, "\ud800"],
+    "colour": ["blue"],
+}
 BAD_JOBS: list[tuple[dict[str, Any], str]] = [
     ({"grade_level": 5}, "text"),
     ({"text": "   ", "grade_level": 5}, "text"),
     ({"text": 42, "grade_level": 5}, "text"),
     ({"text": "\ud800 lone surrogate", "grade_level": 5}, "text"),
     ({"text": "fine"}, "grade_level"),
-    ({**JOB, "grade_level": 0}, "grade_level"),
-    ({**JOB, "grade_level": 13}, "grade_level"),
-    ({**JOB, "grade_level": "5"}, "grade_level"),
-    ({**JOB, "grade_level": 5.5}, "grade_level"),
-    ({**JOB, "grade_level": True}, "grade_level"),
-    ({**JOB, "task_priority": "fastest"}, "task_priority"),
-    ({**JOB, "min_quantization": "int3"}, "min_quantization"),
-    ({**JOB, "force_quantization": "fp32"}, "force_quantization"),
-    ({**JOB, "priority": 10}, "priority"),
-    ({**JOB, "priority": -1}, "priority"),
-    ({**JOB, "priority": None}, "priority"),
-    ({**JOB, "max_tokens": 0}, "max_tokens"),
-    ({**JOB, "max_tokens": 100000}, "max_tokens"),
-    ({**JOB, "model": "no-such-model"}, "model"),
-    ({**JOB, "model": 0}, "model"),
-    ({**JOB, "subject": ""}, "subject"),
-    ({**JOB, "subject": "x" * 101}, "subject"),
-    ({**JOB, "colour": "blue"}, "colour"),
+    *[({**JOB, field: value}, field) for field, values in BAD_VALUES.items() for value in values],
 ]
 
 
@@ -104,7 +99,8 @@ def test_bad_input_names_the_field_and_queues_nothing(
 
 
 def test_text_over_the_limit_is_refused(client: FlaskClient, broker: Broker, api_error: ErrorCheck) -> None:
-    body = api_error(client.post("/api/v1/jobs", json={**JOB, "text": "a" * (max_text_chars() + 1)}), 400, "text")
+    too_long = "a" * (get_settings().max_text_chars + 1)
+    body = api_error(client.post("/api/v1/jobs", json={**JOB, "text": too_long}), 400, "text")
     assert "limit" in body["error"]["message"]
     assert broker.nothing_queued()
 
@@ -181,7 +177,7 @@ def test_cancel_a_finished_job_is_409(client: FlaskClient, redis_db: redis.Redis
     job_id = client.post("/api/v1/jobs", json=JOB).get_json()["job_id"]
     store = JobStore(redis_db)
     store.start(job_id, "worker-a")
-    store.succeed(job_id, {"text": "Plants make food from light.", "level": "int4"})
+    store.succeed(job_id, job_result(level="int4"))
     body = api_error(client.delete(f"/api/v1/jobs/{job_id}"), 409, None)
     assert body["status"] == "succeeded" and "succeeded" in body["error"]["message"]
     job = client.get(f"/api/v1/jobs/{job_id}").get_json()

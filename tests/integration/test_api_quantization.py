@@ -1,7 +1,8 @@
-"""The spec's quantization endpoints, fed by worker states published to a real Redis."""
+"""The quantization endpoints, fed by typed worker heartbeats published to a real Redis."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,9 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.states import cached, memory_gib
+from worker.contracts import CacheStats, ClearReport
+from worker.policy import Thresholds
 from worker.status import acknowledge_clear, clear_generation
 
 if TYPE_CHECKING:
@@ -39,39 +43,39 @@ def test_status_aggregates_live_workers(client: FlaskClient, fake_worker: Any) -
     fake_worker("worker-a")
     fake_worker(
         "worker-b",
-        active_requests=2,
         recommended_level="int2",
-        memory_status="critical",
-        memory={"pool": "system", "total_gb": 32.0, "available_gb": 4.0, "used_gb": 28.0, "used_fraction": 0.875,
-                "used_percent": "87.5%", "process_gb": 3.0},
+        memory=memory_gib(32.0, 28.0, process=3.0),
+        thresholds=Thresholds(memory_critical=0.9),
         capabilities={"fp16": False, "int8": False, "int4": True, "int2": True, "int3": True},
-        current_models=[{"name": "qwen-7b", "level": "int2", "size_mb": 1750, "access_count": 3, "status": "loaded"}],
-    )  # fmt: skip
+        cache=CacheStats(current_size_mb=1750, max_size_mb=8000, models=[cached("qwen-7b", "int2", 1750, 3)]),
+    )
     body = client.get("/api/v1/quantization/status").get_json()
     assert body["status"] == "ok" and body["message"] is None
     assert body["device"] == "cpu" and body["devices"] == ["cpu"]
-    assert body["active_requests"] == 3
+    assert body["active_requests"] == 2
     assert body["memory"] == {
         "worker": "worker-b", "total_gb": 32.0, "available_gb": 4.0, "used_gb": 28.0, "used_percent": "87.5%",
         "process_gb": 3.0,
     }  # fmt: skip
-    assert body["memory_status"] == "critical" and body["recommended_level"] == "int2"
+    assert body["memory_status"] == "critical", "87.5% is critical under worker-b's own thresholds (0.90)"
+    assert body["recommended_level"] == "int2"
     assert body["capabilities"] == {"fp16": True, "int8": True, "int4": True, "int2": True, "int3": True}
     models = {(m["worker"], m["name"], m["level"]) for m in body["current_models"]}
     assert models == {("worker-a", "gemma-3-270m", "int4"), ("worker-b", "qwen-7b", "int2")}
     assert [w["worker"] for w in body["workers"]] == ["worker-a", "worker-b"]
-    assert body["workers"][0]["heartbeat_at"] > 0
+    worker = body["workers"][0]
+    assert worker["heartbeat_at"] > 0 and worker["version"] == 2
+    assert worker["memory"]["total_bytes"] == 16 * 1024**3 and "total_gb" not in worker["memory"], "bytes, unrounded"
 
 
-def test_status_survives_an_old_worker_with_missing_keys(client: FlaskClient, redis_db: redis.Redis) -> None:
-    from worker.status import publish
-
-    publish(redis_db, "old-worker", {"device": "cuda", "memory": "not a dict", "cache": None})
+def test_a_heartbeat_from_another_release_is_left_out(client: FlaskClient, redis_db: redis.Redis) -> None:
+    redis_db.set("dq:worker:old-worker", json.dumps({"device": "cuda", "memory": "not a dict", "cache": None}), ex=10)
+    redis_db.sadd("dq:workers", "old-worker")
     for path in ("status", "memory", "cache"):
         response = client.get(f"/api/v1/quantization/{path}")
         assert response.status_code == 200, path
     body = client.get("/api/v1/quantization/status").get_json()
-    assert body["device"] == "cuda" and body["active_requests"] is None and body["recommended_level"] is None
+    assert body["status"] == "no_workers" and body["workers"] == []
     assert client.get("/metrics").status_code == 200
     assert (
         client.post("/api/v1/quantization/calculate", json={"model_size_params": 1}).get_json()["basis"]["source"]
@@ -82,12 +86,7 @@ def test_status_survives_an_old_worker_with_missing_keys(client: FlaskClient, re
 def test_memory_per_worker_and_aggregate(client: FlaskClient, fake_worker: Any) -> None:
     fake_worker("worker-a")
     fake_worker("worker-b", host="test-host")  # same host and pool: RAM counted once
-    fake_worker(
-        "worker-c",
-        host="gpu-box",
-        memory={"pool": "cuda:0", "total_gb": 80.0, "available_gb": 20.0, "used_gb": 60.0, "process_gb": 55.0},
-        memory_status=None,
-    )
+    fake_worker("worker-c", host="gpu-box", memory=memory_gib(80.0, 60.0, process=55.0, pool="cuda:0"))
     body = client.get("/api/v1/quantization/memory").get_json()
     assert body["total_gb"] == 96.0 and body["used_gb"] == 67.5 and body["available_gb"] == 28.5
     assert body["percent_used"] == "70.3%" and body["status"] == "tight"
@@ -98,7 +97,7 @@ def test_memory_per_worker_and_aggregate(client: FlaskClient, fake_worker: Any) 
         "worker": "worker-a", "host": "test-host", "device": "cpu", "pool": "system", "total_gb": 16.0,
         "available_gb": 8.5, "used_gb": 7.5, "percent_used": "46.9%", "process_memory_gb": 1.2, "status": "moderate",
     }  # fmt: skip
-    assert body["workers"][2]["status"] == "critical", "a band computed from the reading when the worker gives none"
+    assert body["workers"][2]["status"] == "critical", "each band from the worker's reading and its thresholds"
 
 
 def test_memory_and_cache_with_no_worker(client: FlaskClient) -> None:
@@ -110,11 +109,8 @@ def test_memory_and_cache_with_no_worker(client: FlaskClient) -> None:
 
 def test_cache_sums_every_worker(client: FlaskClient, fake_worker: Any) -> None:
     fake_worker("worker-a")
-    fake_worker(
-        "worker-b",
-        cache={"current_size_mb": 1747.0, "max_size_mb": 2000.0, "models_cached": 2,
-               "models": [{"name": "qwen-7b", "level": "int2"}, {"name": "gemma-3-270m", "level": "fp16"}]},
-    )  # fmt: skip
+    models = [cached("qwen-7b", "int2", 1205.0), cached("gemma-3-270m", "fp16", 542.0)]
+    fake_worker("worker-b", cache=CacheStats(current_size_mb=1747.0, max_size_mb=2000.0, models=models))
     body = client.get("/api/v1/quantization/cache").get_json()
     assert body["current_size_mb"] == 2000.0 and body["max_size_mb"] == 10000.0
     assert body["utilization"] == "20.0%" and body["models_cached"] == 3
@@ -124,7 +120,7 @@ def test_cache_sums_every_worker(client: FlaskClient, fake_worker: Any) -> None:
     assert body["workers"][1]["utilization"] == "87.4%"
 
 
-def test_calculate_has_the_spec_fields(client: FlaskClient, fake_worker: Any) -> None:
+def test_calculate_has_the_documented_fields(client: FlaskClient, fake_worker: Any) -> None:
     fake_worker("worker-a")  # 46.9% used of 16 GiB
     body = client.post("/api/v1/quantization/calculate", json={"model_size_params": 7.0}).get_json()
     assert set(body) >= {"level", "precision", "compression_ratio", "estimated_memory_gb", "config"}
@@ -132,7 +128,7 @@ def test_calculate_has_the_spec_fields(client: FlaskClient, fake_worker: Any) ->
     assert body["compression_ratio"] == "8.0x"
     assert body["config"] == {"load_in_4bit": True, "bnb_4bit_compute_dtype": "float16", "bnb_4bit_quant_type": "nf4"}
     assert body["basis"]["source"] == "worker" and body["basis"]["worker"] == "worker-a"
-    assert body["basis"]["load"] == 0
+    assert body["basis"]["load"] == 0 and body["basis"]["thresholds"]["memory_critical"] == 0.85
     quality = client.post(
         "/api/v1/quantization/calculate", json={"model_size_params": 0.27, "task_priority": "quality"}
     )
@@ -142,7 +138,7 @@ def test_calculate_has_the_spec_fields(client: FlaskClient, fake_worker: Any) ->
 
 
 def test_calculate_sees_the_load(client: FlaskClient, fake_worker: Any) -> None:
-    fake_worker("worker-a", memory={"total_gb": 64.0, "used_gb": 6.4, "available_gb": 57.6, "used_fraction": 0.1})
+    fake_worker("worker-a", memory=memory_gib(64.0, 6.4))
     assert client.post("/api/v1/quantization/calculate", json={"model_size_params": 1}).get_json()["level"] == "fp16"
     client.post("/api/v1/batches", json={"items": [{"text": "busy", "grade_level": 3}] * 12})
     body = client.post("/api/v1/quantization/calculate", json={"model_size_params": 1}).get_json()
@@ -153,6 +149,14 @@ def test_calculate_without_a_worker_uses_this_host(client: FlaskClient) -> None:
     body = client.post("/api/v1/quantization/calculate", json={"model_size_params": 7}).get_json()
     assert body["basis"]["source"] == "api_host" and "no live worker" in body["basis"]["note"]
     assert body["level"] in ("fp16", "int8", "int4", "int2")
+
+
+def test_calculate_uses_the_workers_thresholds_not_the_apis(client: FlaskClient, fake_worker: Any) -> None:
+    strict = Thresholds(memory_comfortable=0.05, memory_moderate=0.06, memory_tight=0.07, memory_critical=0.08)
+    fake_worker("worker-a", memory=memory_gib(64.0, 6.4), thresholds=strict)
+    body = client.post("/api/v1/quantization/calculate", json={"model_size_params": 1}).get_json()
+    assert body["basis"]["memory_status"] == "emergency" and body["level"] == "int2"
+    assert client.get("/api/v1/quantization/memory").get_json()["status"] == "emergency"
 
 
 BAD_CALCULATIONS: list[tuple[Any, str]] = [
@@ -193,7 +197,7 @@ def acknowledging_worker(redis_db: redis.Redis, fake_worker: Any) -> Iterator[st
         while not stop.is_set():
             generation = clear_generation(redis_db)
             if generation > seen:
-                acknowledge_clear(redis_db, generation, "worker-a", {"freed_mb": 253.0, "spared": []})
+                acknowledge_clear(redis_db, generation, "worker-a", ClearReport(freed_mb=253.0, at=1.0))
                 seen = generation
             stop.wait(0.05)
 
@@ -209,7 +213,7 @@ def test_cache_clear_waits_for_every_worker(client: FlaskClient, acknowledging_w
     body = client.post("/api/v1/quantization/cache/clear").get_json()
     assert time.monotonic() - started < 2
     assert body["status"] == "success" and body["message"] == "Cache cleared"
-    assert body["workers"] == {"worker-a": {"freed_mb": 253.0, "spared": []}} and body["pending"] == []
+    assert body["workers"] == {"worker-a": {"freed_mb": 253.0, "at": 1.0}} and body["pending"] == []
     assert body["generation"] >= 1
 
 

@@ -45,7 +45,7 @@ def test_says_gpu_parts_were_skipped(report: dict[str, Any]) -> None:
 def test_reports_device_and_decisions(report: dict[str, Any]) -> None:
     device = report["device"]
     assert device["detected"] == "cpu"
-    assert device["memory"]["total_gb"] > 0
+    assert device["memory"]["total_bytes"] > 0
     assert device["capabilities"]["transformers"]["fp16"] is True
     decisions = report["decisions"]["models"]
     assert set(decisions) == {"gemma-3-270m", "qwen2.5-7b"}

@@ -1,8 +1,10 @@
-"""ModelLoader on the real bundled model: re-optimisation, memory safety, bad input, simplify_text."""
+"""ModelLoader on the real bundled model: re-optimisation, memory safety, slow loads, bad input, simplify_text."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,14 +13,20 @@ import pytest
 
 from tests.conftest import Readings
 from tests.integration.conftest import PARAGRAPH
-from worker.errors import InputError, InsufficientMemoryError, ModelLoadError, ModelNotFoundError
-from worker.model_loader import ModelLoader
+from worker.backends.llamacpp import LlamaCppBackend, LlamaCppModel
+from worker.contracts import JobSpec
+from worker.errors import InsufficientMemoryError, ModelLoadError, ModelNotFoundError
+from worker.model_loader import Lease, ModelLoader
 from worker.policy import Request, rank
 from worker.registry import ModelSpec, Registry, load_models_file
+from worker.runtime import WorkerRuntime
 from worker.simplify import simplify_text
+from worker.status import clear_acknowledgements, live_workers, request_cache_clear
+from worker.tasks import run_job
 
 MODEL = "gemma-3-270m"
 MakeLoader = Callable[..., tuple[ModelLoader, Readings]]
+MakeRuntime = Callable[..., WorkerRuntime]
 
 
 def models_file(tmp_path: Path, entries: Any) -> Path:
@@ -40,7 +48,10 @@ def test_pressure_rise_reoptimises_fp16_to_int4(make_loader: MakeLoader) -> None
     assert (MODEL, "fp16") not in loader.cache, "the fp16 entry is dropped"
     assert loader.reoptimizations == 1
     info = loader.last_reoptimization
-    assert info == {"model": MODEL, "from_level": "fp16", "to_level": second.level, "freed_mb": round(fp16_mb, 1)}
+    assert info is not None
+    assert info.model_dump() == {
+        "model": MODEL, "from_level": "fp16", "to_level": second.level, "freed_mb": round(fp16_mb, 1)
+    }  # fmt: skip
 
     third = loader.load_model(MODEL)
     assert third is second and loader.reoptimizations == 1, "a steady level is a cache hit, not a reload"
@@ -51,8 +62,8 @@ def test_job_wishes_do_not_count_as_reoptimisation(make_loader: MakeLoader) -> N
     loader, _ = make_loader()
     with loader.acquire(MODEL, Request(task_priority="speed")) as lease:
         assert lease.level == "int8" and lease.reoptimization is None
-        assert loader.cache.stats()["models"][0]["status"] == "in_use"
-    assert loader.cache.stats()["models"][0]["status"] == "loaded"
+        assert loader.cache.stats().models[0].status == "in_use"
+    assert loader.cache.stats().models[0].status == "loaded"
     assert loader.load_model(MODEL).level == "fp16"
     assert loader.reoptimizations == 0
     assert set(loader.cache.levels_of(MODEL)) == {"int8", "fp16"}
@@ -164,7 +175,7 @@ def test_models_file_entries(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "field"),
+    ("changes", "field"),
     [
         ({"text": ""}, "text"),
         ({"text": " \n\t "}, "text"),
@@ -177,29 +188,113 @@ def test_models_file_entries(tmp_path: Path) -> None:
         ({"max_tokens": 10_000}, "max_tokens"),
     ],
 )
-def test_bad_input_is_rejected_before_loading(
-    make_loader: MakeLoader, monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, object], field: str
+def test_a_bad_job_fails_before_loading(
+    make_loader: MakeLoader, make_runtime: MakeRuntime, changes: dict[str, object], field: str
 ) -> None:
-    monkeypatch.setenv("DYNAQUANT_MAX_TEXT_CHARS", "60")
     loader, _ = make_loader()
-    args: dict[str, object] = {"text": "Plants make food from light.", "grade_level": 5, "subject": "Science"}
-    args.update(kwargs)
-    with pytest.raises(InputError) as err:
-        simplify_text(loader, **args)  # type: ignore[arg-type]
-    assert err.value.field == field
-    assert len(loader.cache) == 0, "nothing is loaded for a bad request"
+    runtime = make_runtime(loader, max_text_chars=60)
+    good = JobSpec(text="Plants make food from light.", grade_level=5, subject="Science", model=MODEL, max_tokens=8)
+    runtime.store.create("bad-job", good)
+    outcome = run_job(runtime, "bad-job", {**good.model_dump(mode="json"), **changes})
+    record = runtime.store.get("bad-job")
+    assert outcome["status"] == "failed" and record is not None and record.error is not None
+    assert record.error.code == "invalid_input" and record.error.message.startswith(f"{field}: ")
+    assert len(loader.cache) == 0, "nothing is loaded for a bad job"
+
+
+def test_forcing_int2_on_an_hf_only_model_is_a_user_error(
+    make_loader: MakeLoader, make_runtime: MakeRuntime, tmp_path: Path
+) -> None:
+    registry = Registry(models_file(tmp_path, {"hf-only": {"hf": str(tmp_path / "checkpoint"), "params_b": 0.27}}))
+    loader, _ = make_loader(registry=registry)
+    runtime = make_runtime(loader)
+    spec = JobSpec(text="Plants make food.", grade_level=5, model="hf-only", force_quantization="int2", max_tokens=8)
+    runtime.store.create("hf-int2", spec)
+    assert run_job(runtime, "hf-int2", spec.model_dump(mode="json"))["status"] == "failed"
+    record = runtime.store.get("hf-int2")
+    assert record is not None and record.error is not None
+    assert record.error.code == "unsupported_level", "a user's request the worker cannot run is not an internal error"
+    assert "force_quantization 'int2'" in record.error.message and "fp16" in record.error.message
 
 
 @pytest.mark.model
 def test_simplify_text_result(make_loader: MakeLoader) -> None:
     loader, _ = make_loader()
-    result = simplify_text(loader, PARAGRAPH, 6, "Science", Request(force_quantization="int4"), max_tokens=24)
-    assert json.loads(json.dumps(result)) == result, "JSON-able"
-    assert result["text"] and result["level"] == "int4" and result["model"] == MODEL and result["backend"] == "gguf"
-    assert result["tokens_in"] > 200 and 0 < result["tokens_out"] <= 24
-    assert result["load_seconds"] > 0 and result["generation_seconds"] > 0 and result["tokens_per_second"] > 0
-    assert isinstance(result["readability_grade"], float)
-    assert result["memory_used"] == pytest.approx(0.10, abs=0.01) and result["load"] == 0
-    assert result["reoptimized"] is None and result["cache_hit"] is False
-    again = simplify_text(loader, PARAGRAPH, 6, "Science", Request(force_quantization="int4"), max_tokens=24)
-    assert again["cache_hit"] is True and again["load_seconds"] == 0 and again["text"] == result["text"]
+    job = JobSpec(
+        text=PARAGRAPH, grade_level=6, subject="Science", force_quantization="int4", model=MODEL, max_tokens=24
+    )
+    result = simplify_text(loader, job)
+    assert json.loads(result.model_dump_json()) == result.model_dump(mode="json"), "JSON-able"
+    assert result.text and result.level == "int4" and result.model == MODEL and result.backend == "gguf"
+    assert result.tokens_in > 200 and 0 < result.tokens_out <= 24
+    assert result.load_seconds > 0 and result.generation_seconds > 0 and result.tokens_per_second > 0
+    assert isinstance(result.readability_grade, float)
+    assert result.memory_used == pytest.approx(0.10, abs=0.01) and result.load == 0
+    assert result.reoptimized is None and result.cache_hit is False
+    again = simplify_text(loader, job)
+    assert again.cache_hit is True and again.load_seconds == 0 and again.text == result.text
+
+
+class SlowLoads(LlamaCppBackend):
+    """The real GGUF backend, each load held for `seconds` first (as a large model on a slow disk would be)."""
+
+    def __init__(self, variants_dir: Path, seconds: float = 0.0) -> None:
+        super().__init__(variants_dir, n_ctx=1024)
+        self.seconds = seconds
+        self.loads: list[str] = []
+        self.loading = threading.Event()
+
+    def load(self, spec: ModelSpec, level: str) -> LlamaCppModel:
+        self.loads.append(level)
+        self.loading.set()
+        time.sleep(self.seconds)
+        return super().load(spec, level)
+
+
+def seconds_for(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+@pytest.mark.model
+def test_a_slow_load_stalls_neither_the_heartbeat_nor_a_cache_clear_nor_other_models(
+    make_loader: MakeLoader, make_runtime: MakeRuntime, variants_dir: Path
+) -> None:
+    slow = SlowLoads(variants_dir)
+    loader, _ = make_loader(gguf=slow)
+    runtime = make_runtime(loader)
+    int2 = Request(force_quantization="int2")
+    with loader.acquire(MODEL, int2):
+        pass  # int2 loaded (quickly) and idle in the cache
+    slow.seconds, slow.loading = 3.0, threading.Event()
+    leases: dict[str, Lease] = {}
+
+    def job(name: str) -> None:
+        with loader.acquire(MODEL, Request(force_quantization="fp16")) as lease:
+            leases[name] = lease
+
+    first = threading.Thread(target=job, args=("first",))
+    first.start()
+    assert slow.loading.wait(30), "the fp16 load never started"
+    second = threading.Thread(target=job, args=("second",))  # same model and level: waits for that load
+    second.start()
+    try:
+        started = time.perf_counter()
+        with loader.acquire(MODEL, int2) as lease:
+            other_seconds = time.perf_counter() - started
+        assert lease.cache_hit and other_seconds < 0.5, f"a job on a loaded model waited {other_seconds:.2f} s"
+
+        generation = request_cache_clear(runtime.client)
+        beat_seconds = seconds_for(runtime.heartbeat.beat)  # serves the clear request, then publishes the state
+        assert loader.loading() == [(MODEL, "fp16")], "the load was still running during the beat"
+        assert beat_seconds < 1.0, f"the heartbeat waited {beat_seconds:.2f} s for the load"
+        assert (MODEL, "int2") not in loader.cache, "the clear freed the idle model"
+        assert clear_acknowledgements(runtime.client, generation)["test-worker@it"].freed_mb > 0
+        assert [w.worker for w in live_workers(runtime.client)] == ["test-worker@it"]
+    finally:
+        first.join(60)
+        second.join(60)
+    assert slow.loads == ["int2", "fp16"], "the second job for fp16 waited for the first load, not a second one"
+    assert leases["second"].model is leases["first"].model and leases["second"].cache_hit
+    assert leases["first"].load_seconds >= 3.0 and not leases["first"].cache_hit

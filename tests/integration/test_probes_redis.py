@@ -7,11 +7,12 @@ import uuid
 import pytest
 import redis
 
+from tests.conftest import redis_db_url
 from worker.celery_app import app
 from worker.probes import live_probes
 from worker.queues import jobs_running, priority_queue_names, queue_depth, queue_depth_by_priority
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = redis_db_url(13)
 
 
 @pytest.fixture

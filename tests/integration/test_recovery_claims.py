@@ -5,8 +5,6 @@ A message taken without an ack sits in kombu's `unacked` hash, exactly as under 
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 import uuid
@@ -16,21 +14,24 @@ from typing import Any
 import pytest
 import redis
 
+from tests.conftest import emptied, redis_db_url
+from tests.states import worker_state
 from worker import status
 from worker.celery_app import SIMPLIFY_TASK, app
-from worker.jobs import LEASE_KEY, JobStore
+from worker.contracts import JobSpec, JobStatus
+from worker.jobs import HISTORY, LEASE_KEY, JobStore
 from worker.queues import UNACKED_INDEX_KEY, UNACKED_KEY, list_for_priority, priority_queue_names
 from worker.recovery import CEILING_KEY, Sweeper, host_ceiling
+from worker.settings import Settings
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/12"
+REDIS_URL = redis_db_url(12)
 DEAD = "worker1@host-a"
+SETTINGS = Settings(heartbeat_seconds=0.2)  # a grace of 0.3 s before an orphan is claimed
 
 
 @pytest.fixture
-def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    monkeypatch.setenv("DYNAQUANT_HEARTBEAT_SECONDS", "0.2")  # a grace of 0.3 s before an orphan is claimed
-    r = redis.Redis.from_url(REDIS_URL)
-    r.flushdb()
+def client() -> Iterator[redis.Redis]:
+    r = emptied(REDIS_URL)
     yield r
     r.flushdb()
 
@@ -39,7 +40,7 @@ def taken_job(client: redis.Redis, queue: str, priority: int, level: str = "fp16
     """A job sent by Celery, taken by a consumer that never acks it, started by DEAD and running `level`."""
     job_id = str(uuid.uuid4())
     store = JobStore(client)
-    store.create(job_id, {"text": "x", "grade_level": 5, "priority": priority, "model": "m"})
+    store.create(job_id, JobSpec(text="x", grade_level=5, priority=priority, model="m", max_tokens=16))
     with app.connection_for_write(REDIS_URL) as conn:
         app.send_task(SIMPLIFY_TASK, args=[job_id, {}], task_id=job_id, queue=queue, priority=priority, connection=conn)
     connection = app.connection_for_read(REDIS_URL)
@@ -65,7 +66,7 @@ def test_two_sweepers_requeue_a_dead_workers_job_once_at_its_priority(client: re
     queue = f"claims-{uuid.uuid4().hex[:6]}"
     job_id, (connection, message) = taken_job(client, queue, priority=3)
     dies(client, job_id)
-    sweepers = [Sweeper(redis.Redis.from_url(REDIS_URL), me=f"w{i}@host-b") for i in range(4)]
+    sweepers = [Sweeper(redis.Redis.from_url(REDIS_URL), SETTINGS, me=f"w{i}@host-b") for i in range(4)]
     for sweeper in sweepers:
         assert sweeper.sweep() == [], "an orphan is claimed only after the grace"
     time.sleep(0.35)
@@ -86,10 +87,13 @@ def test_two_sweepers_requeue_a_dead_workers_job_once_at_its_priority(client: re
     lengths = {name: client.llen(name) for name in priority_queue_names(queue)}
     assert lengths[list_for_priority(queue, 3)] == 1 and sum(lengths.values()) == 1, lengths
     record = JobStore(client).get(job_id)
-    assert record is not None and record["status"] == "queued" and record["worker"] is None
-    [event] = record["history"]
-    assert (event["reason"], event["worker"], event["attempt"], event["level"]) == ("worker lost", DEAD, 1, "fp16")
-    assert record["ceiling"] == "int8" and host_ceiling(client, "host-a", "m")["level"] == "int8"  # type: ignore[index]
+    assert record is not None and record.status == JobStatus.QUEUED and record.worker is None
+    [event] = record.history
+    assert (event.reason, event.worker, event.attempt, event.level) == ("worker lost", DEAD, 1, "fp16")
+    assert (event.phase, event.model, event.ceiling) == ("running", "m", "int8")
+    assert event.detected_by.endswith("@host-b"), "a live worker's sweep claimed it"
+    ceiling = host_ceiling(client, "host-a", "m")
+    assert record.ceiling == "int8" and ceiling is not None and ceiling.level == "int8"
 
     again = connection.default_channel.basic_get(queue, no_ack=True)
     assert again is not None and again.headers["id"] == job_id and again.delivery_info["redelivered"] is True
@@ -101,8 +105,8 @@ def test_two_sweepers_requeue_a_dead_workers_job_once_at_its_priority(client: re
 def test_a_living_worker_is_never_robbed(client: redis.Redis) -> None:
     queue = f"claims-{uuid.uuid4().hex[:6]}"
     job_id, (connection, _) = taken_job(client, queue, priority=5)
-    sweeper = Sweeper(client, me="other@host-b")
-    status.publish(client, DEAD, {"pid": 1})  # heartbeat fresh, lease held: a slow job, nothing to do
+    sweeper = Sweeper(client, SETTINGS, me="other@host-b")
+    status.publish(client, worker_state(DEAD), 30)  # heartbeat fresh, lease held: a slow job, nothing to do
     for _ in range(3):
         assert sweeper.sweep() == []
         time.sleep(0.2)
@@ -110,8 +114,9 @@ def test_a_living_worker_is_never_robbed(client: redis.Redis) -> None:
     for _ in range(3):
         assert sweeper.sweep() == []
         time.sleep(0.2)
-    assert JobStore(client).get(job_id)["status"] == "running"  # type: ignore[index]
-    assert Sweeper(client, me=DEAD).sweep(dead=[]) == [], "a worker never claims its own job"
+    record = JobStore(client).get(job_id)
+    assert record is not None and record.status == JobStatus.RUNNING and record.history == []
+    assert Sweeper(client, SETTINGS, me=DEAD).sweep(dead=[]) == [], "a worker never claims its own job"
     client.set(LEASE_KEY.format(job_id), "someone-else@host-c", ex=5)
     assert sweeper.sweep(dead=[DEAD]) == [], "even a known-dead holder's job is left to a live lease holder"
     assert client.hlen(UNACKED_KEY) == 1
@@ -120,17 +125,18 @@ def test_a_living_worker_is_never_robbed(client: redis.Redis) -> None:
     connection.release()
 
 
-def test_the_ceiling_keeps_the_lowest_level_and_expires(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DYNAQUANT_CRASH_CEILING_SECONDS", "30")
+def test_the_ceiling_keeps_the_lowest_level_and_expires(client: redis.Redis) -> None:
+    settings = SETTINGS.override(crash_ceiling_seconds=30)
     first, (c1, _) = taken_job(client, f"claims-{uuid.uuid4().hex[:6]}", priority=5, level="int4")
     dies(client, first)
-    assert Sweeper(client).sweep(dead=[DEAD]) == [first]
+    assert Sweeper(client, settings).sweep(dead=[DEAD]) == [first]
     second, (c2, _) = taken_job(client, f"claims-{uuid.uuid4().hex[:6]}", priority=5, level="fp16")
     dies(client, second)
-    assert Sweeper(client).sweep(dead=[DEAD]) == [second]
+    assert Sweeper(client, settings).sweep(dead=[DEAD]) == [second]
     ceiling = host_ceiling(client, "host-a", "m")
-    assert ceiling is not None and ceiling["level"] == "int2", "a later, higher loss does not lift the ceiling"
+    assert ceiling is not None and ceiling.level == "int2", "a later, higher loss does not lift the ceiling"
     assert 0 < client.ttl(CEILING_KEY.format("host-a", "m")) <= 30
-    assert json.loads(client.hget(f"dq:job:{second}", "history"))[0]["ceiling"] == "int8"
+    [event] = HISTORY.validate_json(client.hget(f"dq:job:{second}", "history") or b"[]")
+    assert event.ceiling == "int8" and event.detected_by == "supervisor"
     c1.release()
     c2.release()

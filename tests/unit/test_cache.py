@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import pytest
 
 from worker.backends.base import Generation, LoadedModel, StopCheck
-from worker.cache import MB, ModelCache
+from worker.cache import ModelCache
+from worker.contracts import MIB
+from worker.settings import Settings
 
 
 class TinyModel:
@@ -18,7 +20,7 @@ class TinyModel:
     def __init__(self, name: str, level: str, size_mb: float) -> None:
         self.name = name
         self.level = level
-        self.size_bytes = int(size_mb * MB)
+        self.size_bytes = int(size_mb * MIB)
         self.closed = False
 
     def generate(
@@ -84,9 +86,9 @@ def test_pins_are_counted() -> None:
     cache.put(TinyModel("m", "int2", 50), pin=True)
     assert cache.get("m", "int2", pin=True) is not None
     cache.release("m", "int2")
-    assert cache.stats()["models"][0]["status"] == "in_use", "one hold is left"
+    assert cache.stats().models[0].status == "in_use", "one hold is left"
     cache.release("m", "int2")
-    assert cache.stats()["models"][0]["status"] == "loaded"
+    assert cache.stats().models[0].status == "loaded"
     cache.release("m", "int2")  # an extra release does not go negative
     assert cache.clear() == 50
 
@@ -109,7 +111,7 @@ def test_access_counts_and_stats_shape() -> None:
     cache.get("qwen-7b", "int4")
     cache.get("qwen-7b", "int4")
     assert cache.get("qwen-7b", "fp16") is None
-    stats = cache.stats()
+    stats = cache.stats().model_dump()
     assert stats["current_size_mb"] == 3500
     assert stats["max_size_mb"] == 8000
     assert stats["utilization"] == "43.8%"
@@ -141,7 +143,7 @@ def test_replacing_an_entry_closes_the_old_model() -> None:
 
 def test_cap_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_MODEL_CACHE_MB", "1234")
-    assert ModelCache().max_size_mb == 1234
+    assert ModelCache(Settings().max_cache_mb).max_size_mb == 1234
     monkeypatch.setenv("MAX_MODEL_CACHE_MB", "lots")
     with pytest.raises(ValueError, match="MAX_MODEL_CACHE_MB"):
-        ModelCache()
+        Settings()

@@ -14,6 +14,11 @@ from dynaquant.jobfile import JobFileError, detect_format, load_jobs, parse_text
 from dynaquant.progress import ProgressBar
 from dynaquant.render import status_text, table
 from dynaquant.submit import explain_rejection
+from dynaquant.up import flower_argv, flower_env
+from tests.states import memory_gib, worker_state
+from webapp.aggregate import status_view
+from worker.contracts import QueueSummary
+from worker.settings import get_settings
 
 UNUSED_URL = "http://127.0.0.1:9"  # nothing listens on the discard port: a network call would fail loudly
 
@@ -49,11 +54,12 @@ def test_every_bad_line_is_reported_at_once() -> None:
         ]
     )
     found = problems(text)
-    assert found[0] == "line 2: text is required: a non-empty string to simplify"
-    assert found[1] == "line 3: grade_level must be from 1 to 12, got 14"
+    assert found[0].startswith("line 2: text is required: a non-empty string, the text to simplify")
+    assert found[1] == "line 3: grade_level must be an integer from 1 to 12, the school grade to write for; got 14"
     assert found[2].startswith("line 4: must be a JSON object")
-    assert found[3].startswith("line 5: colour is not a job field")
-    assert found[4] == "line 6: task_priority must be one of quality, balanced, speed, got 'fast'"
+    assert found[3].startswith("line 5: colour is not a known field; allowed are text, grade_level, subject")
+    assert found[4].startswith("line 6: task_priority must be one of quality, balanced, speed")
+    assert found[4].endswith("got 'fast'")
 
 
 def test_missing_grade_is_fine_when_a_default_gives_it() -> None:
@@ -65,7 +71,9 @@ def test_csv_types_cells_and_counts_lines_across_quoted_newlines() -> None:
     text = 'text,grade_level,subject,priority\n"One, two",5,Science,\n\n"multi\nline",6,,0\nthree,x,Art,\n'
     with pytest.raises(JobFileError) as caught:
         parse_text(text, "csv")
-    assert caught.value.problems == ["line 6: grade_level must be an integer from 1 to 12, got 'x'"]
+    assert caught.value.problems == [
+        "line 6: grade_level must be an integer from 1 to 12, the school grade to write for; got 'x'"
+    ]
     jobs = parse_text(text.replace("three,x", "three,2"), "csv")
     assert [j.line for j in jobs] == [2, 4, 6]
     assert jobs[0].job == {"text": "One, two", "grade_level": 5, "subject": "Science"}
@@ -119,14 +127,16 @@ def test_submit_of_a_bad_file_exits_2_before_any_network_call(tmp_path: Path, ca
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine", "grade_level": 3}\n{"text": "x", "grade_level": 14}\n', encoding="utf-8")
     assert main(["submit", str(bad), "--url", UNUSED_URL]) == 2
-    assert "line 2: grade_level must be from 1 to 12, got 14" in capsys.readouterr().err
+    assert "line 2: grade_level must be an integer from 1 to 12, the school grade to write for; got 14" in (
+        capsys.readouterr().err
+    )
 
 
 def test_a_bad_default_option_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     good = tmp_path / "good.jsonl"
     good.write_text('{"text": "fine"}\n', encoding="utf-8")
     assert main(["submit", str(good), "--grade-level", "14", "--url", UNUSED_URL]) == 2
-    assert "error: --grade-level: must be from 1 to 12, got 14" in capsys.readouterr().err
+    assert "error: --grade-level: must be an integer from 1 to 12" in capsys.readouterr().err
 
 
 def test_parser_keeps_up_and_adds_the_client_commands() -> None:
@@ -140,9 +150,10 @@ def test_parser_keeps_up_and_adds_the_client_commands() -> None:
         parser.parse_args(["submit", "f.csv", "--force-quantization", "int3"])
 
 
-def test_url_comes_from_the_option_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_url_comes_from_the_option_then_the_environment(monkeypatch: pytest.MonkeyPatch, fresh_settings: None) -> None:
     monkeypatch.delenv("DYNAQUANT_URL", raising=False)
     assert resolve_url() == "http://127.0.0.1:8000"
+    get_settings.cache_clear()
     monkeypatch.setenv("DYNAQUANT_URL", "http://svc:9000/")
     assert resolve_url() == "http://svc:9000" and resolve_url("http://other:1") == "http://other:1"
 
@@ -162,23 +173,22 @@ def test_progress_bar_and_tables() -> None:
         stream.getvalue()
     )
     assert table(["A", "BB"], [["x", None]]) == "A  BB\nx  -"
-    body = {
-        "workers": [
-            {
-                "worker": "w1@h",
-                "device": "cpu",
-                "memory": {"used_fraction": 0.5, "total_gb": 16.0},
-                "memory_status": "moderate",
-                "recommended_level": "int8",
-                "current_levels": {"gemma-3-270m": "int4"},
-                "active_requests": 0,
-                "jobs_done": 2,
-                "current_models": [{"name": "gemma-3-270m", "level": "int4", "size_mb": 253.0, "access_count": 2}],
-            }
-        ],
-        "queue": {"name": "simplify", "depth": 3, "by_priority": {"0": 1, "5": 2, "9": 0}, "running": 1},
-    }
+    queue = QueueSummary(name="simplify", depth=3, by_priority={"0": 1, "5": 2, "9": 0}, running=1)
+    worker = worker_state("w1@h", memory=memory_gib(16.0, 8.0), active_job=None, jobs_done=2)
+    body = status_view([worker], queue).model_dump(mode="json")
     text = status_text(body, "http://x")
     assert "1 worker alive" in text and "50.0% of 16.0 GB" in text and "gemma-3-270m=int4" in text
     assert "queue simplify: 3 waiting (priority 0: 1, 5: 2), 1 running" in text
-    assert "no worker is alive" in status_text({"workers": [], "message": "no worker is alive", "queue": {}}, "u")
+    nobody = status_view([], queue).model_dump(mode="json")
+    assert "no worker is alive" in status_text(nobody, "u")
+
+
+def test_flowers_api_is_opened_only_on_loopback_without_basic_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLOWER_UNAUTHENTICATED_API", raising=False)
+    assert flower_env()["FLOWER_UNAUTHENTICATED_API"] == "true"
+    assert flower_env("localhost")["FLOWER_UNAUTHENTICATED_API"] == "true"
+    monkeypatch.setenv("FLOWER_UNAUTHENTICATED_API", "true")
+    assert "FLOWER_UNAUTHENTICATED_API" not in flower_env(basic_auth="admin:pw"), "basic auth guards the API"
+    assert "--basic-auth=admin:pw" in flower_argv(5555, basic_auth="admin:pw")
+    with pytest.raises(SystemExit, match="FLOWER_BASIC_AUTH"):
+        flower_env("0.0.0.0")

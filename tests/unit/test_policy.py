@@ -1,18 +1,20 @@
-"""The decision policy: the shared test vectors, the rules on top of the matrix, and bad input."""
+"""The decision policy: the project's decision vectors, the rules on top of the matrix, and bad input."""
 
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
 
 from worker import policy
+from worker.errors import DynaquantError
 from worker.policy import LEVELS, Request, Stabilizer, Thresholds, UnsupportedLevelError
 from worker.quantization import DynamicQuantizationManager
+from worker.settings import Settings
 
-CASES = Path(os.environ.get("DYNAQUANT_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "decision_cases.csv"
+CASES = Path(__file__).resolve().parents[1] / "data" / "decision_cases.csv"
+"""Every cell of the decision matrix (README, "The decision rule") with each task priority and floor."""
 
 
 def load_cases() -> list[dict[str, str]]:
@@ -37,14 +39,14 @@ def test_every_decision_vector(case: dict[str, str], manager: DynamicQuantizatio
 
 @pytest.fixture
 def manager(fixed_probes) -> DynamicQuantizationManager:
-    return DynamicQuantizationManager(probes=fixed_probes(), environ={})
+    return DynamicQuantizationManager(fixed_probes(), Settings())
 
 
-def test_env_thresholds_move_the_bands(fixed_probes) -> None:
-    default = DynamicQuantizationManager(probes=fixed_probes(), environ={})
-    tuned = DynamicQuantizationManager(
-        probes=fixed_probes(), environ={"QUANTIZE_MEMORY_COMFORTABLE": "0.3", "QUANTIZE_LOAD_LOW": "4"}
-    )
+def test_env_thresholds_move_the_bands(fixed_probes, monkeypatch: pytest.MonkeyPatch) -> None:
+    default = DynamicQuantizationManager(fixed_probes(), Settings())
+    monkeypatch.setenv("QUANTIZE_MEMORY_COMFORTABLE", "0.3")
+    monkeypatch.setenv("QUANTIZE_LOAD_LOW", "4")
+    tuned = DynamicQuantizationManager(fixed_probes(), Settings())
     assert tuned.MEMORY_COMFORTABLE == 0.3 and tuned.LOAD_LOW == 4
     assert default.select_level(0.35, 0) == "fp16"
     assert tuned.select_level(0.35, 0) == "int8"
@@ -61,9 +63,10 @@ def test_instance_overrides_apply_at_once(manager: DynamicQuantizationManager) -
 
 
 @pytest.mark.parametrize("var", ["QUANTIZE_MEMORY_TIGHT", "QUANTIZE_LOAD_HIGH"])
-def test_env_threshold_that_is_not_a_number_is_named(var: str) -> None:
+def test_env_threshold_that_is_not_a_number_is_named(var: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(var, "lots")
     with pytest.raises(ValueError, match=var):
-        policy.thresholds_from_env({var: "lots"})
+        Settings()
 
 
 def test_thresholds_must_rise() -> None:
@@ -77,9 +80,10 @@ def test_force_overrides_matrix_priority_and_floor() -> None:
     assert policy.decide(0.0, 0, t, Request("quality", None, "int2")) == "int2"
 
 
-def test_forced_level_the_device_cannot_run_is_refused() -> None:
-    with pytest.raises(UnsupportedLevelError, match=r"force_quantization 'int2'.*fp16, int8, int4"):
+def test_forced_level_the_device_cannot_run_is_refused_as_a_user_error() -> None:
+    with pytest.raises(UnsupportedLevelError, match=r"force_quantization 'int2'.*fp16, int8, int4") as caught:
         policy.decide(0.0, 0, Thresholds(), Request(force_quantization="int2"), ["fp16", "int8", "int4"])
+    assert isinstance(caught.value, DynaquantError) and caught.value.code == "unsupported_level"
 
 
 def test_floor_applies_after_task_priority() -> None:
@@ -112,7 +116,7 @@ def test_compression_ratio_is_against_fp32() -> None:
     assert [policy.compression_ratio(level) for level in LEVELS] == [2.0, 4.0, 8.0, 16.0]
 
 
-def test_loader_config_follows_the_spec() -> None:
+def test_loader_config_gives_each_backends_load_settings() -> None:
     assert policy.loader_config("int4") == {
         "load_in_4bit": True,
         "bnb_4bit_compute_dtype": "float16",

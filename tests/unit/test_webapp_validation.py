@@ -1,4 +1,4 @@
-"""Request validation that needs no server: jobs, batches, /calculate bodies and headers."""
+"""Request validation that needs no server: jobs, batches, /calculate bodies, headers and settings."""
 
 from __future__ import annotations
 
@@ -6,53 +6,48 @@ from typing import Any
 
 import pytest
 
-from webapp.calculate import calculation, parse_request
+from webapp.calculate import calculate
 from webapp.errors import ApiError
 from webapp.extensions import redacted_url
 from webapp.idempotency import idempotency_key
-from webapp.settings import from_env
-from webapp.validation import parse_batch, parse_one
-from worker.policy import Thresholds
+from worker.contracts import GIB, CalculateRequest, JobLimits, MemoryReading, parse_batch, parse_job, validated
+from worker.errors import InputError
+from worker.policy import LEVELS, Thresholds
+from worker.settings import Settings
 
-KNOWN = ["gemma-3-270m", "qwen-7b"]
+LIMITS = JobLimits.from_settings(Settings(max_batch=10), models=("gemma-3-270m", "qwen-7b"))
 JOB = {"text": "Cells divide by mitosis.", "grade_level": 6}
 
 
 def field_of(call: Any) -> str | None:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises((ApiError, InputError)) as caught:
         call()
-    assert caught.value.status == 400
+    if isinstance(caught.value, ApiError):
+        assert caught.value.status == 400
     return caught.value.field
 
 
-def test_parse_one_normalizes_integral_floats() -> None:
-    spec = parse_one({**JOB, "priority": 3.0, "grade_level": 6.0}, KNOWN)
+def test_parse_job_normalizes_integral_floats() -> None:
+    spec = parse_job({**JOB, "priority": 3.0, "grade_level": 6.0}, LIMITS)
     assert spec.priority == 3 and isinstance(spec.priority, int) and spec.grade_level == 6
 
 
-@pytest.mark.parametrize(
-    ("payload", "field"),
-    [
-        ({**JOB, "model": 0}, "model"),
-        ({**JOB, "model": False}, "model"),
-        ({**JOB, "model": "gpt-9"}, "model"),
-        ({**JOB, "text": "ok \udc80"}, "text"),
-        ({**JOB, "subject": "\ud800"}, "subject"),
-        ({**JOB, "priority": 2.5}, "priority"),
-    ],
-)
-def test_parse_one_refuses(payload: dict[str, Any], field: str) -> None:
-    assert field_of(lambda: parse_one(payload, KNOWN)) == field
+def test_parse_job_takes_empty_or_null_model_as_default() -> None:
+    assert parse_job({**JOB, "model": ""}, LIMITS).model == "gemma-3-270m"
+    assert parse_job({**JOB, "model": None}, LIMITS).model == "gemma-3-270m"
 
 
-def test_parse_one_takes_empty_or_null_model_as_default() -> None:
-    assert parse_one({**JOB, "model": ""}, KNOWN).model == "gemma-3-270m"
-    assert parse_one({**JOB, "model": None}, KNOWN).model == "gemma-3-270m"
+def test_parse_job_fills_the_defaults_from_the_limits() -> None:
+    settings = Settings(default_model="qwen-7b", default_max_tokens=99)
+    spec = parse_job(JOB, JobLimits.from_settings(settings, models=("qwen-7b",)))
+    assert (spec.model, spec.max_tokens, spec.subject, spec.task_priority, spec.priority) == (
+        "qwen-7b", 99, "General", "balanced", 5,
+    )  # fmt: skip
 
 
 def test_parse_batch_merges_defaults() -> None:
     specs = parse_batch({"items": [{"text": "a"}, {"text": "b", "priority": 0}], "defaults": {"grade_level": 3,
-                        "priority": 7}}, KNOWN, 10)  # fmt: skip
+                        "priority": 7}}, LIMITS)  # fmt: skip
     assert [(s.text, s.grade_level, s.priority) for s in specs] == [("a", 3, 7), ("b", 3, 0)]
 
 
@@ -61,6 +56,7 @@ def test_parse_batch_merges_defaults() -> None:
     [
         ({"items": [JOB], "defaults": {"grade_level": "x"}}, "defaults.grade_level"),
         ({"items": [JOB], "defaults": {"model": 3}}, "defaults.model"),
+        ({"items": [JOB], "defaults": {"model": "nope"}}, "defaults.model"),
         ({"items": [JOB, {**JOB, "model": "nope"}]}, "items[1].model"),
         ({"items": [JOB, JOB, {"text": "c"}]}, "items[2].grade_level"),
         ({"items": [JOB] * 11}, "items"),
@@ -68,7 +64,7 @@ def test_parse_batch_merges_defaults() -> None:
     ],
 )
 def test_parse_batch_refuses(payload: dict[str, Any], field: str) -> None:
-    assert field_of(lambda: parse_batch(payload, KNOWN, 10)) == field
+    assert field_of(lambda: parse_batch(payload, LIMITS)) == field
 
 
 @pytest.mark.parametrize("value", ["", " ", "é", "a" * 256, "tab\tkey"])
@@ -82,25 +78,30 @@ def test_idempotency_key_accepts() -> None:
 
 
 def test_calculate_request_defaults() -> None:
-    assert parse_request({"model_size_params": 7}) == (7.0, "balanced", "transformers")
+    ask = validated(CalculateRequest, {"model_size_params": 7})
+    assert (ask.model_size_params, ask.task_priority, ask.backend) == (7.0, "balanced", "transformers")
+
+
+def memory(used_gib: float, total_gib: float = 64.0) -> MemoryReading:
+    total = int(total_gib * GIB)
+    return MemoryReading(pool="system", total_bytes=total, available_bytes=total - int(used_gib * GIB), process_bytes=0)
 
 
 def test_calculation_at_low_memory_and_high_load() -> None:
-    basis = {"source": "worker", "worker": "w", "note": "", "used_bytes": 1 * 2**30, "total_bytes": 64 * 2**30,
-             "supported": ["fp16", "int8", "int4", "int2"]}  # fmt: skip
-    idle = calculation(1.0, "balanced", "transformers", basis, 0, Thresholds())
-    assert (
-        idle["level"] == "fp16" and idle["compression_ratio"] == "2.0x" and idle["config"] == {"torch_dtype": "float16"}
-    )
-    busy = calculation(1.0, "balanced", "gguf", basis, 11, Thresholds())
-    assert busy["level"] == "int2" and busy["compression_ratio"] == "16.0x" and busy["config"] == {"gguf_type": "Q2_K"}
-    assert busy["basis"]["load"] == 11 and busy["basis"]["memory_status"] == "comfortable"
+    ask = CalculateRequest(model_size_params=1.0)
+    idle = calculate(ask, memory(1), 0, Thresholds(), LEVELS, "w", "")
+    assert idle.level == "fp16" and idle.compression_ratio == "2.0x" and idle.config == {"torch_dtype": "float16"}
+    busy = calculate(ask.model_copy(update={"backend": "gguf"}), memory(1), 11, Thresholds(), LEVELS, "w", "")
+    assert busy.level == "int2" and busy.compression_ratio == "16.0x" and busy.config == {"gguf_type": "Q2_K"}
+    assert busy.basis.load == 11 and busy.basis.memory_status == "comfortable" and busy.basis.source == "worker"
 
 
-def test_calculation_respects_what_the_worker_supports() -> None:
-    basis = {"source": "worker", "worker": "w", "note": "", "used_bytes": 0, "total_bytes": 64 * 2**30,
-             "supported": ["int4", "int2"]}  # fmt: skip
-    assert calculation(1.0, "quality", "gguf", basis, 0, Thresholds())["level"] == "int4"
+def test_calculation_respects_what_the_worker_supports_and_its_thresholds() -> None:
+    ask = CalculateRequest(model_size_params=1.0, task_priority="quality", backend="gguf")
+    assert calculate(ask, memory(0), 0, Thresholds(), ["int4", "int2"], "w", "").level == "int4"
+    strict = Thresholds(memory_comfortable=0.01, memory_moderate=0.02, memory_tight=0.03, memory_critical=0.04)
+    answer = calculate(CalculateRequest(model_size_params=1.0), memory(6.4), 0, strict, LEVELS, "w", "")
+    assert answer.level == "int2" and answer.basis.memory_status == "emergency" and answer.basis.thresholds == strict
 
 
 def test_redacted_url_hides_only_the_password() -> None:
@@ -109,14 +110,36 @@ def test_redacted_url_hides_only_the_password() -> None:
     assert redacted_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
 
 
-def test_settings_from_env() -> None:
-    defaults = from_env({})
-    assert defaults["REDIS_URL"] == "redis://127.0.0.1:6379/0" and defaults["API_TOKEN"] is None
-    assert defaults["MAX_CONTENT_LENGTH"] == 1024 * 1024 and defaults["MAX_QUEUE"] == 10000
-    assert defaults["MAX_BATCH"] == 500 and defaults["CLEAR_WAIT_SECONDS"] == 5.0
-    custom = from_env({"API_TOKEN": " t ", "DYNAQUANT_MAX_QUEUE": "7", "DYNAQUANT_MODELS_FILE": "/m.json"})
-    assert custom["API_TOKEN"] == "t" and custom["MAX_QUEUE"] == 7 and custom["MODELS_FILE"] == "/m.json"
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("REDIS_URL", "API_TOKEN", "DYNAQUANT_MAX_QUEUE", "DYNAQUANT_MODELS_FILE", "DYNAQUANT_DEFAULT_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = Settings()
+    assert defaults.redis_url == "redis://127.0.0.1:6379/0" and defaults.api_token is None
+    assert defaults.max_body_bytes == 1024 * 1024 and defaults.max_queue == 10000
+    assert defaults.max_batch == 500 and defaults.clear_wait_seconds == 5.0
+    monkeypatch.setenv("API_TOKEN", " t ")
+    monkeypatch.setenv("DYNAQUANT_MAX_QUEUE", "7")
+    monkeypatch.setenv("DYNAQUANT_MODELS_FILE", "/m.json")
+    monkeypatch.setenv("DYNAQUANT_DEFAULT_MODEL", "")
+    custom = Settings()
+    assert custom.api_token == "t" and custom.max_queue == 7 and str(custom.models_file) == "/m.json"
+    assert custom.default_model == "gemma-3-270m", "an empty variable means the default, for every reader"
+    monkeypatch.setenv("DYNAQUANT_MAX_QUEUE", "lots")
     with pytest.raises(ValueError, match="DYNAQUANT_MAX_QUEUE"):
-        from_env({"DYNAQUANT_MAX_QUEUE": "lots"})
-    with pytest.raises(ValueError, match="DYNAQUANT_MAX_BATCH"):
-        from_env({"DYNAQUANT_MAX_BATCH": "0"})
+        Settings()
+
+
+BAD_SETTINGS = {
+    "DYNAQUANT_MAX_BATCH=0": "DYNAQUANT_MAX_BATCH",
+    "QUANTIZE_MEMORY_TIGHT=0.3": "must rise",
+    "DYNAQUANT_VISIBILITY_TIMEOUT=60": "must exceed DYNAQUANT_TASK_TIME_LIMIT",
+    "DYNAQUANT_DEVICE=tpu": "DYNAQUANT_DEVICE",
+}
+
+
+@pytest.mark.parametrize("assignment", BAD_SETTINGS)
+def test_a_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch, assignment: str) -> None:
+    variable, value = assignment.split("=", 1)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=BAD_SETTINGS[assignment]):
+        Settings()

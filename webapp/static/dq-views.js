@@ -4,6 +4,7 @@ import { memoryGauge } from "./dq-charts.js";
 import { clock, isNumber, latency, mb, percent, seconds, text } from "./dq-format.js";
 
 const SNIPPET = 140;
+const GIB = 1024 ** 3;
 
 export function levelBadge(level) {
   return level ? el("span", { class: `level level-${level}`, text: level }) : el("span", { class: "muted", text: "–" });
@@ -64,8 +65,8 @@ function workerCard(worker) {
   const name = text(worker.worker, "unknown worker");
   const memory = worker.memory && typeof worker.memory === "object" ? worker.memory : {};
   const fraction = isNumber(memory.used_fraction) ? memory.used_fraction : null;
-  const amounts = isNumber(memory.used_gb) && isNumber(memory.total_gb)
-    ? ` · ${memory.used_gb.toFixed(1)} of ${memory.total_gb.toFixed(1)} GB` : "";
+  const amounts = isNumber(memory.used_bytes) && isNumber(memory.total_bytes)
+    ? ` · ${(memory.used_bytes / GIB).toFixed(1)} of ${(memory.total_bytes / GIB).toFixed(1)} GB` : "";
   return el("article", { class: "worker", "data-worker": name },
     el("h3", {}, name, " ", el("span", { class: "muted small", text: `${text(worker.host, "")} · ${text(worker.device)}` })),
     el("div", { class: "gauge-wrap" },

@@ -1,7 +1,7 @@
 """transformers + bitsandbytes backend for Hugging Face checkpoint directories.
 
 fp16 runs in bfloat16 on CPU (float16 on CUDA and MPS), int8 is bitsandbytes LLM.int8 and int4 is
-nf4 with float16 compute (the spec's config). int2 is not served here: the registry routes it to the
+nf4 with float16 compute (the load settings /calculate shows). int2 is not served here: the registry routes it to the
 GGUF backend when the model also has a GGUF file.
 """
 
@@ -11,6 +11,7 @@ import gc
 import json
 import logging
 import os
+import shutil
 import struct
 import threading
 import time
@@ -22,6 +23,7 @@ from worker.backends.base import Generation, StopCheck, cut_at_stop
 from worker.errors import JobCancelled, ModelLoadError
 from worker.policy import RUNTIME_OVERHEAD_FRACTION, check_level
 from worker.probes import installed
+from worker.variants import cache_root, file_lock, source_fingerprint, temp_path_for
 
 if TYPE_CHECKING:
     from worker.registry import ModelSpec
@@ -246,3 +248,41 @@ def bnb_config(level: str) -> Any:
     if level == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float16)
+
+
+def checkpoint_from_gguf(gguf: Path, name: str) -> Path:
+    """An HF checkpoint of a GGUF model (dequantised to bf16 by transformers), built once per machine and kept.
+
+    It lets the transformers backend serve a model that ships as GGUF only (the tests and benchmarks use it
+    on the bundled model); it lives in <user cache>/dynaquant/test-checkpoints, keyed by the file's content.
+    """
+    import transformers
+
+    key = f"{source_fingerprint(gguf)}-tf{transformers.__version__}"
+    target = cache_root() / "test-checkpoints" / f"{name}-hf-{key}"
+    if not (target / "model.safetensors").exists():
+        with file_lock(target.with_name(target.name + ".lock")):
+            if not (target / "model.safetensors").exists():
+                _dequantize(gguf, target)
+    return target
+
+
+def _dequantize(gguf: Path, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    tmp = temp_path_for(target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16, quantization_config=GgufConfig(dequantize=True)
+    )
+    # The weights are plain tensors now; drop the GGUF quantizer so save_pretrained writes safetensors.
+    model.hf_quantizer = None  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

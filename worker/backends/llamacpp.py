@@ -11,28 +11,14 @@ from typing import TYPE_CHECKING, Any
 from worker.backends.base import Generation, StopCheck
 from worker.errors import InputError, JobCancelled, ModelLoadError
 from worker.policy import BITS_PER_WEIGHT, GGUF_TYPES, LEVELS, RUNTIME_OVERHEAD_FRACTION, check_level
-from worker.settings import env_int
-from worker.variants import check_gguf, ensure_variant, existing_variant, gguf_metadata, thread_count
+from worker.settings import get_settings
+from worker.variants import check_gguf, ensure_variant, existing_variant, gguf_metadata
 
 if TYPE_CHECKING:
     from worker.registry import ModelSpec
 
 COMPUTE_BUFFER_BYTES = 48 * 1024 * 1024
 """llama.cpp's scratch buffers for a batch of 512 on CPU, beyond the weights and the KV cache."""
-
-
-def context_size() -> int:
-    """Context window in tokens: DYNAQUANT_N_CTX, default 4096 (a few-shot prompt plus an 8000-character text)."""
-    return env_int("DYNAQUANT_N_CTX", 4096, minimum=256)
-
-
-def use_mmap() -> bool:
-    """Map GGUF weights from disk (default) or, with DYNAQUANT_MMAP=0, read them into the process's own memory.
-
-    Mapped weights are page cache the kernel can drop and re-read; read-in weights count in the process's
-    memory, so a container or cgroup limit (and the OOM killer) sees the model's real size.
-    """
-    return env_int("DYNAQUANT_MMAP", 1, minimum=0) != 0
 
 
 def kv_bytes_per_token(path: Path) -> int:
@@ -137,10 +123,12 @@ class LlamaCppBackend:
         n_threads: int | None = None,
         device: str = "cpu",
     ) -> None:
+        settings = get_settings()
         self.variants_dir = variants_dir
         self.device = device
-        self.n_ctx = context_size() if n_ctx is None else n_ctx
-        self.n_threads = thread_count() if n_threads is None else n_threads
+        self.n_ctx = settings.n_ctx if n_ctx is None else n_ctx
+        self.n_threads = settings.thread_count if n_threads is None else n_threads
+        self.use_mmap = settings.mmap
 
     def supported_levels(self, spec: ModelSpec) -> tuple[str, ...]:
         """Every level, when the model has a GGUF file."""
@@ -170,7 +158,7 @@ class LlamaCppBackend:
         return ensure_variant(self._source(spec), GGUF_TYPES[check_level(level)], self.variants_dir).path
 
     def load(self, spec: ModelSpec, level: str) -> LlamaCppModel:
-        """Build the variant if needed and load it with llama.cpp (mmap, CPU threads from DYNAQUANT_THREADS)."""
+        """Build the variant if needed and load it with llama.cpp (mmap unless DYNAQUANT_MMAP=0, DYNAQUANT_THREADS)."""
         path = self.variant(spec, level)
         import llama_cpp
 
@@ -181,7 +169,7 @@ class LlamaCppBackend:
                 n_threads=self.n_threads,
                 n_threads_batch=self.n_threads,
                 n_gpu_layers=-1 if self.device in ("cuda", "mps") else 0,  # all layers on the GPU if llama.cpp has one
-                use_mmap=use_mmap(),
+                use_mmap=self.use_mmap,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
