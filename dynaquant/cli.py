@@ -14,7 +14,7 @@ def add_up(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="run Redis (if none answers), workers, the web app and Flower")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
-    up.add_argument("--workers", type=int, default=1, help="worker processes, one job at a time each")
+    up.add_argument("--workers", type=int, default=1, help="worker processes, one job at a time each (0: the API only)")
     flower = up.add_mutually_exclusive_group()
     flower.add_argument("--flower-port", type=int, default=5555)
     flower.add_argument("--no-flower", action="store_true")
@@ -36,8 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "up":
         from dynaquant.up import run_up
 
-        if args.workers < 1:
-            raise SystemExit("--workers must be at least 1")
+        if args.workers < 0:
+            raise SystemExit("--workers must be 0 (the API only, workers elsewhere) or more")
         flower_port = None if args.no_flower else args.flower_port
         return run_up(args.host, args.port, args.workers, flower_port, get_settings().home_path, args.loglevel)
     return commands.run(args)

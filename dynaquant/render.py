@@ -29,7 +29,10 @@ def queue_line(queue: QueueSummary) -> str:
 def _worker_row(w: WorkerState) -> list[Any]:
     memory = f"{w.memory.used_fraction * 100:.1f}% of {gib(w.memory.total_bytes):.1f} GB"
     levels = ", ".join(f"{model}={level}" for model, level in sorted(w.current_levels.items())) or None
-    return [w.worker, w.device, memory, w.memory_status, w.recommended_level, levels, w.active_requests, w.jobs_done]
+    return [
+        w.worker, w.device, memory, w.memory_status, w.recommended_level, levels, w.active_requests, w.jobs_done,
+        w.threads,
+    ]  # fmt: skip
 
 
 def status_text(body: dict[str, Any], url: str) -> str:
@@ -40,7 +43,7 @@ def status_text(body: dict[str, Any], url: str) -> str:
     if not view.workers:
         parts.append(view.message or "no worker is alive")
     else:
-        heads = ["WORKER", "DEVICE", "MEMORY", "BAND", "RECOMMENDED", "LEVELS", "ACTIVE", "JOBS DONE"]
+        heads = ["WORKER", "DEVICE", "MEMORY", "BAND", "RECOMMENDED", "LEVELS", "ACTIVE", "JOBS DONE", "THREADS"]
         parts += ["", table(heads, [_worker_row(w) for w in view.workers])]
         models = [
             [m.worker, m.name, m.level, f"{m.size_mb:.1f}", m.access_count, m.status] for m in view.current_models
@@ -51,6 +54,8 @@ def status_text(body: dict[str, Any], url: str) -> str:
         else:
             parts.append("no model is cached")
     parts += ["", queue_line(view.queue)]
+    if view.service.messages:
+        parts += ["", "degraded:", *(f"  {message}" for message in view.service.messages)]
     return "\n".join(parts)
 
 
@@ -101,6 +106,12 @@ def job_text(body: dict[str, Any]) -> str:
         lines.append("  text:")
         for paragraph in job.result.text.split("\n\n"):
             lines += textwrap.wrap(paragraph, 96, initial_indent="    ", subsequent_indent="    ")
+    for event in job.history:
+        where = f", {event.phase} {event.model} at {event.level}" if event.phase else ""
+        lines.append(
+            f"  {event.event}: {event.reason} ({event.worker}, attempt {event.attempt}{where}); "
+            f"next attempt at most {event.ceiling or 'any level'}"
+        )
     if job.error is not None:
         lines.append(f"  error:    {job.error.code}: {job.error.message}")
     return "\n".join(lines)

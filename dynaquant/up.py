@@ -1,69 +1,36 @@
-"""`dynaquant up`: run Redis (when none answers), workers, the web app and Flower in the foreground."""
+"""`dynaquant up`: run Redis (when none answers), workers, the web app and Flower in the foreground, supervised.
+
+A process that exits is restarted while the others keep serving (dynaquant/supervisor.py). When a worker
+exits, its running job is requeued at once (worker/recovery.py) and its heartbeat withdrawn; every few
+seconds the supervisor also sweeps for jobs of workers that died elsewhere and publishes the state of its
+processes to Redis (worker/service_state.py), where /readyz, the status API and the dashboard read it.
+Workers started together share the host's cores: each gets its share as DYNAQUANT_THREADS (unless that is
+set), so that together they run one llama.cpp thread per core. Pinning each worker to its own cores as
+well (sched_setaffinity) measured no better on a shared 2-core machine (73 and 48 against 75 jobs/min, 16
+int4 jobs on 2 workers) and leaves a pinned worker stuck behind any other busy process on its core.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import redis
 
-from worker.settings import get_settings
+from dynaquant.supervisor import Child, Supervisor
+from worker import recovery, service_state, status
+from worker.contracts import SupervisorState
+from worker.settings import Settings, get_settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 FLOWER_ADDRESS = "127.0.0.1"
-
-
-@dataclass
-class Supervisor:
-    """Child processes started together and stopped together."""
-
-    children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-
-    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        """Start a child process in its own process group."""
-        print(f"starting {name}: {' '.join(argv)}", flush=True)
-        proc = subprocess.Popen(argv, env=env, start_new_session=True)
-        self.children.append((name, proc))
-
-    def wait(self) -> int:
-        """Block until a child exits or a stop signal arrives; return the exit code to use."""
-        stop = {"signal": 0}
-
-        def on_signal(signum: int, _frame: object) -> None:
-            stop["signal"] = signum
-
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-        while not stop["signal"]:
-            for name, proc in self.children:
-                if proc.poll() is not None:
-                    print(f"{name} exited with code {proc.returncode}; stopping the rest", file=sys.stderr)
-                    return proc.returncode or 1
-            time.sleep(0.5)
-        return 0
-
-    def stop_all(self, grace_seconds: float = 20.0) -> None:
-        """SIGTERM every child, then SIGKILL those still running after the grace period."""
-        for _, proc in reversed(self.children):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_seconds
-        for name, proc in reversed(self.children):
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                print(f"{name} did not stop in {grace_seconds:.0f} s; killing it", file=sys.stderr)
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def redis_answers(url: str) -> bool:
@@ -148,21 +115,100 @@ def flower_env(address: str = FLOWER_ADDRESS, basic_auth: str | None = None) -> 
     return env
 
 
+WORKER_HINT = (
+    "check its log above: is Redis reachable at REDIS_URL, are the model files readable "
+    "(DYNAQUANT_MODELS_FILE, DYNAQUANT_VARIANTS_DIR), is there memory for the model? The service goes on "
+    "with the other workers"
+)
+
+
+def worker_children(workers: int, loglevel: str, settings: Settings) -> list[Child]:
+    """The worker processes, each running as many llama.cpp threads as its share of the cores (or DYNAQUANT_THREADS)."""
+    children = []
+    for i, threads in enumerate(settings.worker_threads(workers), start=1):
+        env = {**os.environ, "DYNAQUANT_THREADS": str(threads)}
+        children.append(Child(f"worker{i}", "worker", worker_argv(i, loglevel), env, WORKER_HINT, threads=threads))
+    return children
+
+
+def worker_node(child: Child) -> str:
+    """The Celery node name a worker child runs under (`-n worker1@%h`)."""
+    return f"{child.name}@{socket.gethostname()}"
+
+
+class Service:
+    """The supervised service's link to Redis: requeue a dead worker's job, sweep, publish the processes' state."""
+
+    def __init__(self, url: str, supervisor: Supervisor, web_url: str, settings: Settings) -> None:
+        self.client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self.supervisor = supervisor
+        self.settings = settings
+        self.sweeper = recovery.Sweeper(self.client, settings)
+        self.ident = f"{socket.gethostname()}:{os.getpid()}"
+        self.web_url = web_url
+        self.started_at = time.time()
+
+    def on_exit(self, child: Child) -> None:
+        """A worker exited: requeue the job it was running now, and drop it from the status."""
+        if child.role != "worker":
+            return
+        node = worker_node(child)
+        try:
+            requeued = self.sweeper.sweep(dead=[node])
+            status.withdraw(self.client, node)
+        except redis.RedisError as exc:
+            print(f"could not requeue the jobs of {node} yet ({exc}); the sweep retries", file=sys.stderr)
+            return
+        for job_id in requeued:
+            print(f"job {job_id} of {node} requeued", file=sys.stderr, flush=True)
+
+    def tick(self) -> None:
+        """Sweep for jobs of workers that died anywhere, and publish the processes' state."""
+        try:
+            self.sweeper.sweep()
+            state = SupervisorState(
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                started_at=self.started_at,
+                url=self.web_url,
+                processes=self.supervisor.snapshot(),
+            )
+            service_state.publish(self.client, self.ident, state, self.settings.heartbeat_ttl)
+        except redis.RedisError as exc:
+            print(f"could not reach Redis to publish the service state: {exc}", file=sys.stderr)
+
+    def close(self) -> None:
+        """Withdraw the published state."""
+        with contextlib.suppress(redis.RedisError):
+            service_state.withdraw(self.client, self.ident)
+
+
 def run_up(host: str, port: int, workers: int, flower_port: int | None, data_dir: Path, loglevel: str = "INFO") -> int:
     """Start the whole service and supervise it until Ctrl-C or SIGTERM."""
     url = os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
-    supervisor = Supervisor()
+    settings = get_settings()
+    supervisor = Supervisor(tick_seconds=settings.heartbeat_seconds)
+    service: Service | None = None
     try:
         if not redis_answers(url):
-            supervisor.spawn("redis", redis_server_argv(url, data_dir / "redis"))
+            redis_hint = f"check its log above (is the port of {url} free, is {data_dir / 'redis'} writable?)"
+            argv = redis_server_argv(url, data_dir / "redis")
+            supervisor.add(Child("redis", "redis", argv, None, redis_hint, essential=True, last_stage=True))
             wait_for_redis(url)
-        for i in range(1, workers + 1):
-            supervisor.spawn(f"worker{i}", worker_argv(i, loglevel))
-        supervisor.spawn("web", web_argv(host, port, threads=8))
+        service = Service(url, supervisor, f"http://{host}:{port}", settings)
+        supervisor.on_exit, supervisor.on_tick = service.on_exit, service.tick
+        for child in worker_children(workers, loglevel, settings):
+            supervisor.add(child)
+        web_hint = f"check its log above (is port {port} free?); without the web app there is no API"
+        supervisor.add(Child("web", "web", web_argv(host, port, threads=8), None, web_hint, essential=True))
         if flower_port is not None:
-            auth = get_settings().flower_basic_auth
-            supervisor.spawn("flower", flower_argv(flower_port, basic_auth=auth), flower_env(basic_auth=auth))
+            auth = settings.flower_basic_auth
+            flower_hint = f"check its log above (is port {flower_port} free?); the API runs without Flower"
+            argv, env = flower_argv(flower_port, basic_auth=auth), flower_env(basic_auth=auth)
+            supervisor.add(Child("flower", "flower", argv, env, flower_hint))
         print(f"dynaquant is up: http://{host}:{port}/ (API under /api/v1); Ctrl-C stops it", flush=True)
         return supervisor.wait()
     finally:
         supervisor.stop_all()
+        if service is not None:
+            service.close()

@@ -11,6 +11,7 @@ from worker.contracts import (
     MemoryReading,
     MemoryView,
     QueueSummary,
+    ServiceSummary,
     StatusMemory,
     StatusView,
     WorkerCache,
@@ -124,8 +125,10 @@ def capabilities(workers: list[WorkerState]) -> dict[str, bool]:
     return {level: any(w.capabilities.get(level, False) for w in workers) for level in levels}
 
 
-def status_view(workers: list[WorkerState], queue: QueueSummary) -> StatusView:
-    """The whole service (device, the fullest worker's memory and level), every worker's state, and the queue."""
+def status_view(workers: list[WorkerState], queue: QueueSummary, service: ServiceSummary | None = None) -> StatusView:
+    """The whole service (device, the fullest worker's memory and level), every worker's state, the queue, and what
+    `dynaquant up` says of its processes."""
+    service = service or ServiceSummary.of([])
     worst = most_pressured(workers)
     if worst is None:
         return StatusView(
@@ -141,6 +144,7 @@ def status_view(workers: list[WorkerState], queue: QueueSummary) -> StatusView:
             current_models=[],
             workers=[],
             queue=queue,
+            service=service,
         )
     devices = sorted({w.device for w in workers})
     memory = worst.memory
@@ -162,4 +166,5 @@ def status_view(workers: list[WorkerState], queue: QueueSummary) -> StatusView:
         current_models=[m for w in workers for m in w.current_models],
         workers=workers,
         queue=queue,
+        service=service,
     )

@@ -18,7 +18,7 @@ from webapp.catalog import job_limits
 from webapp.errors import ApiError
 from webapp.extensions import get_celery, get_store
 from webapp.idempotency import idempotency_key, release, settled
-from webapp.queueing import check_room, enqueue
+from webapp.queueing import admitted, enqueue
 from worker.contracts import (
     TERMINAL,
     VERDICTS,
@@ -94,16 +94,16 @@ def _queue_once(
     scoped = f"{kind}:{key}" if key else None
     if scoped and (existing := store.lookup_idempotency(scoped)):
         return answer(existing, True)
-    check_room(count)
-    ident = new_id()
-    if scoped and (bound := store.remember_idempotency(scoped, ident)) != ident:
-        return answer(bound, True)
-    try:
-        send(ident)
-    except Exception:
-        if scoped:
-            release(scoped, ident)
-        raise
+    with admitted(count):
+        ident = new_id()
+        if scoped and (bound := store.remember_idempotency(scoped, ident)) != ident:
+            return answer(bound, True)
+        try:
+            send(ident)
+        except Exception:
+            if scoped:
+                release(scoped, ident)
+            raise
     return answer(ident, False)
 
 

@@ -14,6 +14,7 @@ from webapp.body import json_object
 from webapp.calculate import calculation
 from webapp.extensions import current_settings, get_redis
 from webapp.queueing import depth_by_priority, running
+from worker import service_state
 from worker.contracts import (
     CacheView,
     CalculateRequest,
@@ -45,8 +46,9 @@ def queue_summary() -> QueueSummary:
 @bp.get("/status")
 @documented("quantizationStatus", HTTP_200=(StatusView, "Status (status no_workers when none is alive)."))
 def status() -> ResponseReturnValue:
-    """Every live worker's device, memory, levels and models, aggregated, and the queue."""
-    view = aggregate.status_view(live_workers(get_redis()), queue_summary())
+    """Every live worker's device, memory, levels and models, aggregated, the queue, and the supervised processes."""
+    client = get_redis()
+    view = aggregate.status_view(live_workers(client), queue_summary(), service_state.summary(client))
     return jsonify(view.model_dump(mode="json"))
 
 

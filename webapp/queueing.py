@@ -1,9 +1,18 @@
-"""Putting jobs on the Celery queue: flood control, record-before-send, and undo when the broker fails."""
+"""Putting jobs on the Celery queue: flood control, record-before-send, and undo when the broker fails.
+
+The queue limit is exact: admission is one Lua script that counts the jobs waiting in every priority
+list plus the slots other requests have reserved and are still sending, and reserves this request's
+slots only if all of them fit. A reservation is dropped once its jobs are sent (or expires, if the web
+process died while sending), so a flood of concurrent requests can never take the queue past the limit.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from flask import current_app
 
@@ -26,33 +35,65 @@ def depth_by_priority() -> dict[int, int]:
     return queues.queue_depth_by_priority(get_redis(), [queue_name()])
 
 
-def queue_depth() -> int:
-    """Jobs waiting in every priority list of the queue."""
-    return sum(depth_by_priority().values())
-
-
 def running() -> int:
     """Jobs taken by a worker and not yet finished."""
     return queues.jobs_running(get_redis())
 
 
-def check_room(count: int) -> None:
-    """Refuse (429) when adding `count` jobs would take the queue past DYNAQUANT_MAX_QUEUE."""
-    settings = current_settings()
-    limit = settings.max_queue
-    depth = queue_depth()
-    if depth + count > limit:
-        retry = str(settings.retry_after_seconds)
-        what = "this job was" if count == 1 else f"these {count} jobs were"
-        raise ApiError(
-            429,
-            "queue_full",
-            f"the queue holds {depth} jobs and takes at most {limit} (DYNAQUANT_MAX_QUEUE): {what} not "
-            f"accepted; retry after {retry} s",
-            None,
-            {"Retry-After": retry},
-            {"queue_depth": depth, "max_queue": limit},
-        )
+RESERVATIONS_KEY = "dq:queue:{}:reservations"
+RESERVATION_SECONDS = 120
+"""A reservation left by a web process that died while sending expires after this long."""
+
+# KEYS: the queue's priority lists, then its reservations (a sorted set of "<id>:<count>" by expiry).
+# ARGV: jobs wanted, the limit, now, this reservation's id, its lifetime. Answers {admitted, depth, reserved}.
+_ADMIT = """
+local reservations = KEYS[#KEYS]
+redis.call('ZREMRANGEBYSCORE', reservations, '-inf', ARGV[3])
+local depth = 0
+for i = 1, #KEYS - 1 do depth = depth + redis.call('LLEN', KEYS[i]) end
+local reserved = 0
+for _, member in ipairs(redis.call('ZRANGE', reservations, 0, -1)) do
+  reserved = reserved + tonumber(string.match(member, ':(%d+)$'))
+end
+if depth + reserved + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return {0, depth, reserved} end
+redis.call('ZADD', reservations, tonumber(ARGV[3]) + tonumber(ARGV[5]), ARGV[4] .. ':' .. ARGV[1])
+return {1, depth, reserved}
+"""
+
+
+def _queue_full(depth: int, count: int, limit: int) -> ApiError:
+    retry = str(current_settings().retry_after_seconds)
+    what = "this job was" if count == 1 else f"these {count} jobs were"
+    return ApiError(
+        429,
+        "queue_full",
+        f"the queue holds {depth} jobs and takes at most {limit} (DYNAQUANT_MAX_QUEUE): {what} not "
+        f"accepted; retry after {retry} s",
+        None,
+        {"Retry-After": retry},
+        {"queue_depth": depth, "max_queue": limit},
+    )
+
+
+@contextmanager
+def admitted(count: int) -> Iterator[None]:
+    """Reserve room for `count` jobs under DYNAQUANT_MAX_QUEUE for the block (429 when it is not there)."""
+    limit = current_settings().max_queue
+    client = get_redis()
+    reservations = RESERVATIONS_KEY.format(queue_name())
+    keys = [*queues.priority_queue_names(queue_name()), reservations]
+    token = uuid.uuid4().hex
+    answer = client.register_script(_ADMIT)(keys=keys, args=[count, limit, time.time(), token, RESERVATION_SECONDS])
+    ok, depth, reserved = (int(value) for value in answer)
+    if not ok:
+        raise _queue_full(depth + reserved, count, limit)
+    try:
+        yield
+    finally:
+        try:
+            client.zrem(reservations, f"{token}:{count}")
+        except Exception as exc:  # it expires by itself
+            log.warning("could not drop a queue reservation: %s", exc)
 
 
 def _send(job_id: str, spec: JobSpec) -> None:

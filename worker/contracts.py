@@ -483,6 +483,13 @@ class GateSummary(BaseModel):
     )
 
 
+class AppliedCeiling(BaseModel):
+    """The most precise level a job could run at because a worker died running it (or this model on this host)."""
+
+    level: Level
+    reasons: list[str] = Field(description="why: the job's own earlier attempt, the host's recent loss, or both")
+
+
 class JobResult(BaseModel):
     """What a succeeded job produced, and what it cost; fields a newer worker adds are kept."""
 
@@ -515,6 +522,7 @@ class JobResult(BaseModel):
         default=None, description="each paragraph's result, for a document"
     )
     gate: GateSummary | None = None
+    ceiling: AppliedCeiling | None = Field(None, description="set when a lost worker capped the level")
 
 
 class JobError(BaseModel):
@@ -522,6 +530,33 @@ class JobError(BaseModel):
 
     code: str
     message: str
+
+
+Phase = Literal["loading", "running"]
+
+
+class JobStage(BaseModel):
+    """What a running job's worker does now: loading or running a model at a level (so a death is traced to it)."""
+
+    phase: Phase
+    model: str
+    level: Level
+    at: float
+
+
+class JobEvent(BaseModel):
+    """Something that happened to a job besides its run: a requeue after its worker was lost."""
+
+    event: Literal["requeued"]
+    reason: str = Field(description="why, e.g. 'worker lost'")
+    worker: str = Field(description="the worker that was running the job")
+    attempt: int = Field(description="the attempt that was cut short")
+    phase: Phase | None = Field(description="what the worker was doing then, if it said")
+    model: str | None
+    level: Level | None
+    ceiling: Level | None = Field(description="the most precise level the next attempt may run at")
+    detected_by: str = Field(description="the worker or supervisor that requeued the job")
+    at: float
 
 
 class JobRecord(BaseModel):
@@ -540,6 +575,9 @@ class JobRecord(BaseModel):
     finished_at: float | None = None
     result: JobResult | None = None
     error: JobError | None = None
+    stage: JobStage | None = Field(None, description="what the worker is loading or running now")
+    history: list[JobEvent] = Field([], description="each requeue after a lost worker, oldest first")
+    ceiling: Level | None = Field(None, description="the most precise level left to the job after a lost worker")
 
 
 class JobList(BaseModel):
@@ -685,6 +723,16 @@ class WorkerModel(CachedModel):
     worker: str
 
 
+class HostCeiling(BaseModel):
+    """A model a host runs at most at a level for a while, because a worker died running it higher there."""
+
+    model: str
+    level: Level
+    reason: str
+    since: float
+    until: float
+
+
 class WorkerState(BaseModel):
     """A worker's heartbeat: published to Redis every few seconds, read by the status API and the metrics."""
 
@@ -708,6 +756,8 @@ class WorkerState(BaseModel):
     jobs_done: int = 0
     reoptimizations: int = 0
     cache_clear_seen: int = 0
+    threads: int | None = Field(None, description="llama.cpp threads this worker runs")
+    ceilings: dict[str, HostCeiling] = Field({}, description="per model: the ceiling this host runs it under now")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -765,8 +815,60 @@ class StatusMemory(MemoryFigures):
     process_gb: float
 
 
+ProcessRole = Literal["redis", "worker", "web", "flower"]
+ProcessStatus = Literal["new", "running", "backoff", "given_up", "stopped"]
+
+
+class SupervisedProcess(BaseModel):
+    """One process `dynaquant up` supervises: running, waiting to restart (backoff), or given up, and why."""
+
+    name: str
+    role: ProcessRole
+    state: ProcessStatus
+    pid: int | None
+    restarts: int
+    started_at: float | None
+    last_exit_code: int | None
+    threads: int | None = Field(None, description="a worker's llama.cpp threads")
+    message: str | None = Field(description="what happened and what to check, while it is not running")
+
+
+class SupervisorState(BaseModel):
+    """What one `dynaquant up` publishes about its processes (with a TTL, like a heartbeat)."""
+
+    host: str
+    pid: int
+    started_at: float
+    url: str
+    processes: list[SupervisedProcess]
+
+
+class ServiceProcess(SupervisedProcess):
+    """A supervised process, with the host of its supervisor."""
+
+    host: str
+
+
+class ServiceSummary(BaseModel):
+    """What `dynaquant up` supervises: degraded when a process is down (given up or restarting), and why."""
+
+    supervised: bool = Field(description="whether any `dynaquant up` publishes its processes")
+    degraded: bool
+    messages: list[str] = Field(description="one sentence per process that is not running")
+    processes: list[ServiceProcess]
+
+    @classmethod
+    def of(cls, supervisors: list[SupervisorState]) -> ServiceSummary:
+        """The supervisors' processes in one view."""
+        messages = [
+            p.message for s in supervisors for p in s.processes if p.state != "running" and p.message is not None
+        ]
+        processes = [ServiceProcess(**p.model_dump(), host=s.host) for s in supervisors for p in s.processes]
+        return cls(supervised=bool(supervisors), degraded=bool(messages), messages=messages, processes=processes)
+
+
 class StatusView(BaseModel):
-    """GET /quantization/status: the whole service, every live worker's state, and the queue."""
+    """GET /quantization/status: the whole service, every live worker's state, the queue and the supervision."""
 
     status: Literal["ok", "no_workers"]
     message: str | None
@@ -780,6 +882,7 @@ class StatusView(BaseModel):
     current_models: list[WorkerModel]
     workers: list[WorkerState]
     queue: QueueSummary
+    service: ServiceSummary
 
 
 class MemoryView(BaseModel):
@@ -844,17 +947,18 @@ class Health(BaseModel):
 
 
 class Check(BaseModel):
-    """One readiness check."""
+    """One readiness check; one that is not required (the supervised processes) only makes the service degraded."""
 
     ok: bool
     message: str | None
     count: int | None = None
+    required: bool = True
 
 
 class Ready(BaseModel):
-    """GET /readyz when ready."""
+    """GET /readyz when ready: "degraded" when a supervised process is down but the API and a worker are up."""
 
-    status: Literal["ready"]
+    status: Literal["ready", "degraded"]
     checks: dict[str, Check]
 
 

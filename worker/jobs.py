@@ -3,7 +3,8 @@
 Transitions are Lua scripts so that two deliveries of the same job (at-least-once) store one result:
 the first terminal write wins and later ones are ignored. A running job holds a lease (a key with a
 short TTL that its worker's heartbeat renews), so a second delivery while the first worker is alive
-does not run it again; when that worker dies the lease runs out and a redelivery runs the job anew.
+does not run it again. When that worker dies, worker/recovery.py puts the job back on the queue through
+REQUEUE, a claim that checks the job is still the dead worker's and moves its broker message in one step.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
+from pydantic import TypeAdapter
 
 from worker.contracts import (
     TERMINAL,
@@ -22,12 +24,16 @@ from worker.contracts import (
     BatchEntry,
     BatchRecord,
     JobError,
+    JobEvent,
     JobRecord,
     JobResult,
     JobSpec,
+    JobStage,
     JobStatus,
+    Phase,
     verdict_of,
 )
+from worker.policy import as_level
 from worker.settings import get_settings
 
 STATUSES: tuple[str, ...] = tuple(JobStatus)
@@ -36,6 +42,7 @@ BATCH_KEY = "dq:batch:{}"
 IDEMPOTENCY_KEY = "dq:idem:{}"
 LEASE_KEY = "dq:job:{}:lease"
 RECENT_KEY = "dq:jobs:recent"
+RUNNING_KEY = "dq:jobs:running"
 COUNTS_KEY = "dq:metrics:jobs_total"
 LATENCY_KEY = "dq:metrics:latency"
 LEVELS_KEY = "dq:metrics:jobs_by_level"
@@ -44,6 +51,8 @@ VERDICTS_KEY = "dq:metrics:jobs_by_verdict"
 """Succeeded jobs by quality verdict and level: fields '<verdict>|<level>'."""
 RECENT_KEEP = 500
 LATENCY_BUCKETS: tuple[float, ...] = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+HISTORY = TypeAdapter(list[JobEvent])
+"""A job's `history` field: a JSON list of events the REQUEUE claim appends to."""
 
 _START = """
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -51,8 +60,10 @@ if not status then return 'missing' end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return status end
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[2] then return 'busy:' .. holder end
-redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2])
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2], 'delivery_tag', ARGV[4],
+  'stage', '')
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[5])
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 return 'running:' .. attempts
 """
@@ -64,6 +75,7 @@ if status == 'succeeded' or status == 'failed' or status == 'cancelled' then ret
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[3], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('SREM', KEYS[3], ARGV[6])
 return 'ok'
 """
 
@@ -80,9 +92,46 @@ if not status then return 'missing' end
 if status == 'queued' or status == 'running' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
   redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
+  redis.call('SREM', KEYS[3], ARGV[2])
   return 'cancelled'
 end
 return status
+"""
+
+# A running job whose worker is gone goes back on the queue, once. KEYS: job, lease, the holder's heartbeat,
+# kombu's unacked hash and index, the priority list to put the message on, the running set, the counters.
+# ARGV: job id, holder, attempt, force ("1": the caller saw the holder's process exit), delivery tag, the
+# unacked entry as read, the message to push, the history event (JSON), the job's new ceiling, now.
+_REQUEUE = """
+local record = redis.call('HMGET', KEYS[1], 'status', 'worker', 'attempts')
+if record[1] ~= 'running' or record[2] ~= ARGV[2] or record[3] ~= ARGV[3] then return 'changed' end
+local holder = redis.call('GET', KEYS[2])
+if ARGV[4] == '1' then
+  if holder and holder ~= ARGV[2] then return 'alive' end
+elseif holder or redis.call('EXISTS', KEYS[3]) == 1 then
+  return 'alive'
+end
+local answer = 'requeued'
+local raw = ARGV[5] ~= '' and redis.call('HGET', KEYS[4], ARGV[5])
+if raw and raw == ARGV[6] then
+  redis.call('HDEL', KEYS[4], ARGV[5])
+  redis.call('ZREM', KEYS[5], ARGV[5])
+  redis.call('RPUSH', KEYS[6], ARGV[7])
+else
+  answer = 'requeued:message_elsewhere'
+end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[7], ARGV[1])
+local history = redis.call('HGET', KEYS[1], 'history')
+if not history or history == '' or history == '[]' then
+  history = '[' .. ARGV[8] .. ']'
+else
+  history = string.sub(history, 1, -2) .. ',' .. ARGV[8] .. ']'
+end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'worker', '', 'stage', '', 'history', history, 'requeued_at', ARGV[10])
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'ceiling', ARGV[9]) end
+redis.call('HINCRBY', KEYS[8], 'requeued', 1)
+return answer
 """
 
 
@@ -107,6 +156,7 @@ class JobStore:
         self._finish = client.register_script(_FINISH)
         self._cancel = client.register_script(_CANCEL)
         self._renew = client.register_script(_RENEW)
+        self._requeue = client.register_script(_REQUEUE)
 
     def create(self, job_id: str, spec: JobSpec, batch_id: str | None = None) -> None:
         """Record a job as queued before it is sent to the broker."""
@@ -143,16 +193,17 @@ class JobStore:
         self.client.hset(key, mapping={"id": batch_id, "created_at": time.time(), "job_ids": json.dumps(list(job_ids))})
         self.client.expire(key, self.ttl)
 
-    def start(self, job_id: str, worker: str, lease_seconds: int = 10) -> tuple[str, int]:
+    def start(self, job_id: str, worker: str, lease_seconds: int = 10, delivery_tag: str = "") -> tuple[str, int]:
         """Mark a job running and lease it to `worker`; returns the status it now has and the attempt number.
 
         A terminal status (cancelled before it ran, or already finished by an earlier delivery)
         is returned unchanged so the caller skips the work; "busy" means another live worker holds
         the job's lease (it is running there), so this delivery must not run it too. A lease held
         under the caller's own name is stale (a worker runs one job at a time) and is taken over.
+        The broker's delivery tag is kept so that a job whose worker dies can be requeued at once.
         """
-        keys = [JOB_KEY.format(job_id), LEASE_KEY.format(job_id)]
-        answer = self._start(keys=keys, args=[time.time(), worker, lease_seconds])
+        keys = [JOB_KEY.format(job_id), LEASE_KEY.format(job_id), RUNNING_KEY]
+        answer = self._start(keys=keys, args=[time.time(), worker, lease_seconds, delivery_tag, job_id])
         answer = answer.decode() if isinstance(answer, bytes) else str(answer)
         if answer.startswith("running:"):
             return "running", int(answer.split(":", 1)[1])
@@ -168,6 +219,29 @@ class JobStore:
     def renew_lease(self, job_id: str, worker: str, lease_seconds: int) -> bool:
         """Keep a running job leased to its worker (from the heartbeat); False if another worker holds it."""
         return bool(self._renew(keys=[LEASE_KEY.format(job_id)], args=[worker, lease_seconds]))
+
+    def set_stage(self, job_id: str, phase: Phase, model: str, level: str) -> None:
+        """Note what a running job's worker is doing now (loading or running a model at a level), for recovery."""
+        stage = JobStage(phase=phase, model=model, level=as_level(level), at=time.time())
+        self.client.hset(JOB_KEY.format(job_id), "stage", stage.model_dump_json())
+
+    def ceiling(self, job_id: str) -> str | None:
+        """The most precise level a job may still run at, set when a worker died running it higher."""
+        value = self.client.hget(JOB_KEY.format(job_id), "ceiling")
+        return (value.decode() if isinstance(value, bytes) else value) or None
+
+    def running_ids(self) -> list[str]:
+        """Ids of the jobs marked running (some may have ended since; callers check the record)."""
+        return sorted(i.decode() if isinstance(i, bytes) else str(i) for i in self.client.smembers(RUNNING_KEY))
+
+    def raw(self, job_id: str) -> dict[str, str]:
+        """A job's stored fields as they are in Redis (empty when unknown)."""
+        return _decode(self.client.hgetall(JOB_KEY.format(job_id)))
+
+    def requeue(self, keys: Sequence[str], args: Sequence[Any]) -> str:
+        """Run the requeue claim (see _REQUEUE for its keys and arguments); worker/recovery.py builds them."""
+        answer = self._requeue(keys=list(keys), args=list(args))
+        return answer.decode() if isinstance(answer, bytes) else str(answer)
 
     def release_lease(self, job_id: str) -> None:
         """Drop a job's lease once its worker is done with it."""
@@ -186,7 +260,7 @@ class JobStore:
 
     def cancel(self, job_id: str) -> str:
         """Cancel a queued or running job; returns the status after the call ('missing' if unknown)."""
-        answer = self._cancel(keys=[JOB_KEY.format(job_id), COUNTS_KEY], args=[time.time()])
+        answer = self._cancel(keys=[JOB_KEY.format(job_id), COUNTS_KEY, RUNNING_KEY], args=[time.time(), job_id])
         return answer.decode() if isinstance(answer, bytes) else str(answer)
 
     def status(self, job_id: str) -> str | None:
@@ -264,7 +338,8 @@ class JobStore:
 
     def _end(self, job_id: str, status: str, field: str, value: str) -> bool:
         answer = self._finish(
-            keys=[JOB_KEY.format(job_id), COUNTS_KEY], args=[status, time.time(), field, value, self.ttl]
+            keys=[JOB_KEY.format(job_id), COUNTS_KEY, RUNNING_KEY],
+            args=[status, time.time(), field, value, self.ttl, job_id],
         )
         return (answer.decode() if isinstance(answer, bytes) else answer) == "ok"
 
@@ -294,7 +369,7 @@ def public_job(record: dict[str, str]) -> JobRecord:
     def parsed(name: str) -> str | None:
         return record.get(name) or None
 
-    request, result, error = parsed("request"), parsed("result"), parsed("error")
+    request, result, error, stage = parsed("request"), parsed("result"), parsed("error"), parsed("stage")
     return JobRecord(
         job_id=record["id"],
         status=JobStatus(record["status"]),
@@ -309,4 +384,7 @@ def public_job(record: dict[str, str]) -> JobRecord:
         finished_at=stamp("finished_at"),
         result=JobResult.model_validate_json(result) if result else None,
         error=JobError.model_validate_json(error) if error else None,
+        stage=JobStage.model_validate_json(stage) if stage else None,
+        history=HISTORY.validate_json(record["history"]) if record.get("history") else [],
+        ceiling=as_level(record["ceiling"]) if record.get("ceiling") else None,
     )

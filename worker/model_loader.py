@@ -12,14 +12,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from worker.backends.base import Backend, LoadedModel
 from worker.cache import ModelCache
-from worker.contracts import MIB, Reoptimization
+from worker.contracts import MIB, Phase, Reoptimization
 from worker.errors import InputError, InsufficientMemoryError, ModelLoadError
 from worker.policy import LEVELS, Request, estimate_weights_gb, rank
 from worker.quantization import Decision, DynamicQuantizationManager
@@ -64,6 +64,13 @@ class ModelLoader:
         self._loading: dict[Key, Future[str]] = {}
         self._lock = threading.Lock()  # the maps above; never held across a load
         self._load_lock = threading.Lock()  # one load at a time, so two loads never count the same free memory
+        self.stage_listener: Callable[[Phase, str, str], None] | None = None
+        """Told (phase, model, level) before a model is loaded and when a job gets it, so a death can be traced.
+        Called from the job's thread, never under the loader's lock (it may write to Redis)."""
+
+    def _stage(self, phase: Phase, model: str, level: str) -> None:
+        if self.stage_listener is not None:
+            self.stage_listener(phase, model, level)
 
     def backend(self, name: str) -> Backend:
         """The backend called `name` ("gguf" or "transformers"), created on first use."""
@@ -123,6 +130,7 @@ class ModelLoader:
         """Hold the model for a job: pinned in the cache (never evicted) until the block exits."""
         lease = self._lease(name, request or Request(), model_size_params)
         try:
+            self._stage("running", lease.model.name, lease.level)
             yield lease
         finally:
             self._release(lease.model.name, lease.level)
@@ -196,11 +204,14 @@ class ModelLoader:
         try:
             with self._load_lock:
                 started = time.perf_counter()  # load time includes building the variant the first time
+                self._stage("loading", spec.name, decision.level)
                 level = self._fitting_level(spec, decision.level, request, supported)
                 model = self.cache.get(spec.name, level, pin=True)  # stepping down may land on a cached level
                 if model is not None:
                     lease = Lease(model, level, decision, reopt, 0.0, cache_hit=True)
                 else:
+                    if level != decision.level:
+                        self._stage("loading", spec.name, level)
                     model = self.backend(spec.backend_for(level)).load(spec, level)
                     self.cache.put(model, pin=True)
                     lease = Lease(model, level, decision, reopt, time.perf_counter() - started, cache_hit=False)

@@ -136,6 +136,13 @@ def apply_task_priority(level: str, task_priority: str) -> str:
     return shift(level, steps)
 
 
+def apply_ceiling(level: str, ceiling: str | None) -> str:
+    """Never more precise than the ceiling (set after a worker died at a higher level)."""
+    if ceiling is None:
+        return level
+    return ceiling if rank(level) < rank(check_level(ceiling, "ceiling")) else level
+
+
 def apply_floor(level: str, min_quantization: str | None) -> str:
     """Never less precise than the floor."""
     if min_quantization is None:
@@ -163,14 +170,20 @@ def apply_capabilities(level: str, supported: Iterable[str], floor: str | None =
 
 @dataclass(frozen=True)
 class Request:
-    """What a job asks of the policy."""
+    """What a job asks of the policy, and the ceiling it runs under after a worker died on a higher level.
+
+    The ceiling gives way to the floor (`min_quantization` is the user's word) and to force.
+    """
 
     task_priority: str = "balanced"
     min_quantization: str | None = None
     force_quantization: str | None = None
+    ceiling: str | None = None
 
     def __post_init__(self) -> None:
         check_priority(self.task_priority)
+        if self.ceiling is not None:
+            check_level(self.ceiling, "ceiling")
         if self.min_quantization is not None:
             check_level(self.min_quantization, "min_quantization")
         if self.force_quantization is not None:
@@ -184,7 +197,7 @@ def decide(
     request: Request = Request(),
     supported: Iterable[str] = LEVELS,
 ) -> str:
-    """The whole rule: matrix, task priority, floor, then capabilities; force overrides all but capability."""
+    """The whole rule: matrix, task priority, ceiling, floor, then capabilities; force overrides all but capability."""
     supported = tuple(supported)
     if request.force_quantization is not None:
         if request.force_quantization not in supported:
@@ -195,6 +208,7 @@ def decide(
         return request.force_quantization
     level = matrix_level(memory_used, load, t)
     level = apply_task_priority(level, request.task_priority)
+    level = apply_ceiling(level, request.ceiling)
     level = apply_floor(level, request.min_quantization)
     return apply_capabilities(level, supported, request.min_quantization)
 

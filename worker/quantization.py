@@ -97,6 +97,7 @@ class DynamicQuantizationManager:
                 model, wanted, time.monotonic() if now is None else now, critical=band == "emergency"
             )
         level = policy.apply_task_priority(held, request.task_priority)
+        level = policy.apply_ceiling(level, request.ceiling)
         level = policy.apply_floor(level, request.min_quantization)
         level = policy.apply_capabilities(level, supported, request.min_quantization)
         return Decision(level, reading.used_fraction, load, band, wanted, held != wanted)

@@ -14,6 +14,7 @@ import redis
 import celeryconfig
 
 UNACKED_KEY = "unacked"
+UNACKED_INDEX_KEY = "unacked_index"
 _OPTIONS: dict[str, Any] = dict(celeryconfig.broker_transport_options)
 PRIORITY_STEPS: tuple[int, ...] = tuple(int(step) for step in _OPTIONS.get("priority_steps", range(10)))
 SEPARATOR = str(_OPTIONS.get("sep", "\x06\x16"))
@@ -22,6 +23,14 @@ SEPARATOR = str(_OPTIONS.get("sep", "\x06\x16"))
 def priority_queue_names(queue: str) -> list[str]:
     """The Redis lists of one queue, one per priority step, highest priority first."""
     return [queue if step == 0 else f"{queue}{SEPARATOR}{step}" for step in PRIORITY_STEPS]
+
+
+def list_for_priority(queue: str, priority: int) -> str:
+    """The Redis list kombu puts a message of this priority on (its `_q_for_pri`)."""
+    clamped = min(max(int(priority), 0), 9)
+    steps = [s for s in PRIORITY_STEPS if s <= clamped]
+    step = steps[-1] if steps else PRIORITY_STEPS[0]
+    return queue if step == 0 else f"{queue}{SEPARATOR}{step}"
 
 
 def queue_depth_by_priority(client: redis.Redis, queues: Sequence[str]) -> dict[int, int]:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from worker import status
-from worker.contracts import ClearReport, JobSummary, LoadReading, WorkerState
+from worker import recovery, status
+from worker.contracts import AppliedCeiling, ClearReport, JobSummary, LoadReading, Phase, WorkerState
 from worker.jobs import JobStore
 from worker.probes import live_probes
 from worker.quantization import DynamicQuantizationManager, set_quantization_manager
@@ -68,6 +68,8 @@ class WorkerRuntime:
         self.loader = loader
         self.manager = loader.manager
         self.retry_budget = AdaptiveBudget.from_settings(self.client, settings) if settings.quality_adaptive else None
+        self.loader.stage_listener = self.record_stage
+        self.sweeper = recovery.Sweeper(self.client, settings, me=name)
         self.started_at = time.time()
         self.active_job: str | None = None
         self.last_job: JobSummary | None = None
@@ -80,7 +82,7 @@ class WorkerRuntime:
             self.clear_cache,
             settings.heartbeat_seconds,
             settings.heartbeat_ttl,
-            self.renew_lease,
+            self.on_beat,
         )
 
     def start(self) -> None:
@@ -106,12 +108,44 @@ class WorkerRuntime:
             self.last_job = summary
             self.jobs_done += 1
 
+    def on_beat(self) -> None:
+        """A heartbeat's work besides publishing: renew the running job's lease, then requeue dead workers' jobs."""
+        self.renew_lease()
+        try:
+            self.sweeper.sweep()
+        except redis.RedisError as exc:
+            log.warning("could not sweep for jobs of dead workers: %s", exc)
+
     def renew_lease(self) -> None:
-        """Keep the running job leased to this worker while it is alive (a heartbeat's work)."""
+        """Keep the running job leased to this worker while it is alive."""
         with self._lock:
             active = self.active_job
         if active is not None:
             self.store.renew_lease(active, self.name, self.settings.heartbeat_ttl)
+
+    def record_stage(self, phase: Phase, model: str, level: str) -> None:
+        """Note in the running job's record what this worker loads or runs, before it does (a death is traced to it)."""
+        with self._lock:
+            active = self.active_job
+        if active is None:
+            return
+        try:
+            self.store.set_stage(active, phase, model, level)
+        except redis.RedisError as exc:
+            log.warning("could not note the stage of job %s: %s", active, exc)
+
+    def ceiling_for(self, job_id: str, model: str) -> AppliedCeiling | None:
+        """The level a job may run at most, and why: its own (after its worker died) and this host's for the model."""
+        reasons: list[str] = []
+        own = self.store.ceiling(job_id)
+        if own:
+            reasons.append(f"at most {own}: an earlier attempt's worker died on a higher level")
+        shared = recovery.host_ceiling(self.client, recovery.host_of(self.name), model)
+        if shared:
+            until = time.strftime("%H:%M:%S", time.localtime(shared.until))
+            reasons.append(f"at most {shared.level} on this host until {until}: {shared.reason}")
+        level = recovery.most_restrictive(own, shared.level if shared else None)
+        return AppliedCeiling(level=level, reasons=reasons) if level else None
 
     def clear_cache(self) -> ClearReport:
         """Free every cached model no job is using; say what was freed."""
@@ -144,6 +178,10 @@ class WorkerRuntime:
                 "jobs_done": done,
                 "reoptimizations": self.loader.reoptimizations,
                 "cache_clear_seen": cache_clear_seen,
+                "threads": self.settings.thread_count,
+                "ceilings": recovery.host_ceilings(
+                    self.client, recovery.host_of(self.name), self.loader.registry.names()
+                ),
             }
         )
 

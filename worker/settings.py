@@ -89,9 +89,15 @@ class Settings(BaseSettings):
     threads: int | None = var(
         "DYNAQUANT_THREADS",
         None,
-        "llama.cpp threads per worker (set cores / workers when running several)",
-        shown="CPU count",
+        "llama.cpp threads per worker; `dynaquant up --workers N` gives each worker its share of the cores",
+        shown="CPU count (a share of it under `up`)",
         ge=1,
+    )
+    mmap: bool = var(
+        "DYNAQUANT_MMAP",
+        True,
+        "map GGUF weights from disk; `0` reads them into the worker's own memory, where a memory limit sees them",
+        shown="`1`",
     )
     n_ctx: int = var("DYNAQUANT_N_CTX", 4096, "llama.cpp context length (tokens)", ge=256)
     max_text_chars: int = var(
@@ -128,6 +134,12 @@ class Settings(BaseSettings):
     )
     heartbeat_seconds: float = var(
         "DYNAQUANT_HEARTBEAT_SECONDS", 2.0, "worker state refresh; a worker silent for 4 beats drops out", gt=0
+    )
+    crash_ceiling_seconds: int = var(
+        "DYNAQUANT_CRASH_CEILING_SECONDS",
+        900,
+        "after a worker died loading or running a model, its host runs that model a level lower this long",
+        ge=0,
     )
     url: str = var("DYNAQUANT_URL", "http://127.0.0.1:8000", "where the CLI and the client send requests")
     token: str | None = var("DYNAQUANT_TOKEN", None, "the API token the CLI and the client send")
@@ -254,8 +266,27 @@ class Settings(BaseSettings):
 
     @property
     def thread_count(self) -> int:
-        """Threads for llama.cpp work: as set, else every CPU core."""
-        return self.threads or os.cpu_count() or 1
+        """Threads for llama.cpp work: as set, else every core this process may run on."""
+        return self.threads or available_cores()
+
+    def worker_threads(self, workers: int) -> list[int]:
+        """Threads for each of `workers` workers started together: as set, else shares that add up to the cores."""
+        if self.threads:
+            return [self.threads] * workers
+        return split_evenly(available_cores(), workers)
+
+
+def available_cores() -> int:
+    """How many cores this process may run on (its affinity set, which a container or taskset may narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """`total` split into `parts` shares as even as can be, each at least 1 (7, 3 -> [3, 2, 2])."""
+    size, extra = divmod(total, parts) if parts else (0, 0)
+    return [max(size + (1 if i < extra else 0), 1) for i in range(parts)]
 
 
 @functools.cache

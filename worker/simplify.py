@@ -7,6 +7,7 @@ a chat template (an instruct model) gets the same instruction and examples as ch
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections import Counter
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from worker import gate, quality
-from worker.contracts import GateSummary, JobResult, JobSpec, ParagraphResult, QualityReport
+from worker.contracts import AppliedCeiling, GateSummary, JobResult, JobSpec, ParagraphResult, QualityReport
 from worker.document import Part, join_document, split_document
 from worker.errors import JobCancelled
 from worker.gate import Draft, Drafter, GateResult, GateSettings, RetryBudget
@@ -189,14 +190,17 @@ def simplify_text(
     job: JobSpec,
     should_stop: Callable[[], bool] | None = None,
     budget: RetryBudget | None = None,
+    ceiling: AppliedCeiling | None = None,
 ) -> JobResult:
     """Simplify a job's text for its grade, paragraph by paragraph, each checked and (gate on) retried.
 
     The gate retries unless the job (quality_check false) or DYNAQUANT_QUALITY_GATE=0 switches it off; every
     result carries its quality report either way. `budget` may skip retries where they rarely pay off;
-    `should_stop` is asked between paragraphs and attempts as well as during generation.
+    `should_stop` is asked between paragraphs and attempts as well as during generation. A `ceiling` (after a
+    lost worker) caps every attempt, escalated retries included, and the result records it.
     """
     settings = loader.settings
+    request = dataclasses.replace(job.request, ceiling=ceiling.level) if ceiling else job.request
     subject = one_line(job.subject)
     gate_settings = GateSettings.from_settings(settings, job.quality_check)
     levels = loader.supported_levels(loader.registry.get(job.model))
@@ -211,18 +215,24 @@ def simplify_text(
                 part.text,
                 job.grade_level,
                 drafter,
-                job.request,
+                request,
                 gate_settings,
                 levels,
                 budget=budget,
                 should_stop=should_stop,
             )
         )
-    return assemble(job.text, job.grade_level, subject, parts, results, gate_settings.enabled)
+    return assemble(job.text, job.grade_level, subject, parts, results, gate_settings.enabled, ceiling)
 
 
 def assemble(
-    source: str, grade: int, subject: str, parts: list[Part], results: list[GateResult], gated: bool
+    source: str,
+    grade: int,
+    subject: str,
+    parts: list[Part],
+    results: list[GateResult],
+    gated: bool,
+    ceiling: AppliedCeiling | None = None,
 ) -> JobResult:
     """The job's result: the joined text, its quality report, every attempt, and per paragraph for documents.
 
@@ -271,6 +281,7 @@ def assemble(
             retries=len(drafts) - len(results),
             retries_skipped=skip_note(skipped, len(results)),
         ),
+        ceiling=ceiling,
     )
 
 

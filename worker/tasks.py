@@ -81,14 +81,16 @@ def time_limit_message(seconds: int) -> str:
     return f"the job ran past the {seconds} s limit (DYNAQUANT_TASK_TIME_LIMIT) and was stopped"
 
 
-def run_job(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+def run_job(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], delivery_tag: str = "") -> dict[str, Any]:
     """Run one job end to end and store its outcome once (a redelivered job is not stored twice).
 
     Returns status "deferred" when a live worker still runs the job (a redelivery after the
     visibility timeout): the caller re-queues it for later instead of running it a second time.
     """
     store, settings = runtime.store, runtime.settings
-    state, attempt = persist(f"start job {job_id}", lambda: store.start(job_id, runtime.name, settings.heartbeat_ttl))
+    state, attempt = persist(
+        f"start job {job_id}", lambda: store.start(job_id, runtime.name, settings.heartbeat_ttl, delivery_tag)
+    )
     if state == "busy":
         return {"job_id": job_id, "status": "deferred", "held_by": store.lease_holder(job_id)}
     if state != "running":
@@ -122,9 +124,9 @@ def execute(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], attemp
     try:
         spec = validated(JobSpec, payload)
         check_limits(spec, JobLimits.from_settings(runtime.settings))
-        result = done = simplify(runtime.loader, spec, watch, runtime.retry_budget).model_copy(
-            update={"attempt": attempt}
-        )
+        ceiling = persist(f"read the ceiling of job {job_id}", lambda: runtime.ceiling_for(job_id, spec.model))
+        done = simplify(runtime.loader, spec, watch, budget=runtime.retry_budget, ceiling=ceiling)
+        result = done = done.model_copy(update={"attempt": attempt})
         if persist(f"store job {job_id}", lambda: store.succeed(job_id, done)) and done.reoptimized:
             persist("count a re-optimisation", store.count_reoptimization)
         outcome.update(status="succeeded", result=done.model_dump(mode="json"))
@@ -157,7 +159,8 @@ def job_summary(job_id: str, status: str, result: JobResult | None) -> JobSummar
 def simplify_text(self: Any, job_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Simplify one text at the level this worker's state calls for."""
     runtime = get_runtime(self.request.hostname)
-    outcome = run_job(runtime, job_id, payload)
+    tag = str((getattr(self.request, "properties", None) or {}).get("delivery_tag") or "")
+    outcome = run_job(runtime, job_id, payload, tag)
     if outcome["status"] == "deferred":
         # Another live worker runs this job: look again once its lease could have run out.
         log.info("job %s is running on %s; deferred, not run twice", job_id, outcome.get("held_by"))

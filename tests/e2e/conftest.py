@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,3 +192,121 @@ def private(tmp_path: Path, variants_dir: Path) -> Iterator[PrivateServices]:
         yield services
     finally:
         services.close()
+
+
+@dataclass
+class Up:
+    """`dynaquant up` itself, run as a user runs it, on a claimed Redis DB, a fresh queue and free ports."""
+
+    env: dict[str, str]
+    logs: Path
+    redis_url: str
+    queue: str
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self, *args: str, preexec_fn: Callable[[], None] | None = None, workers: int = 1) -> None:
+        """Run `dynaquant up --workers N --no-flower ARGS...` and wait until the API and every worker answer."""
+        argv = [sys.executable, "-m", "dynaquant.cli", "up", "--port", str(self.port), "--workers", str(workers)]
+        argv += list(args) if "--flower-port" in args else ["--no-flower", *args]
+        log = open(self.logs / "up.log", "ab")  # noqa: SIM115 - kept open for the process's lifetime
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn
+        )  # fmt: skip
+        wait_until(lambda: self.answers("/healthz"), 60, "the web app under dynaquant up")
+        wait_until(lambda: len(self.workers()) == workers, 120, f"{workers} workers' heartbeats")
+
+    def answers(self, path: str) -> bool:
+        try:
+            return requests.get(self.url(path), timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """Live workers' heartbeats by node name."""
+        found = {}
+        for key in self.redis.scan_iter("dq:worker:*"):
+            raw = self.redis.get(key)
+            if raw:
+                state = json.loads(raw)
+                found[state["worker"]] = state
+        return found
+
+    def processes(self) -> dict[str, dict[str, Any]]:
+        """The supervisor's view of its processes (published in Redis), by name."""
+        for key in self.redis.scan_iter("dq:supervisor:*"):
+            raw = self.redis.get(key)
+            if raw:
+                return {p["name"]: p for p in json.loads(raw)["processes"]}
+        return {}
+
+    def node(self, name: str) -> str:
+        """A worker child's Celery node name."""
+        return f"{name}@{socket.gethostname()}"
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        response = requests.get(self.url(f"/api/v1/jobs/{job_id}"), timeout=5)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def submit(self, **job: Any) -> str:
+        body = {"grade_level": 6, "subject": "Science", **job}
+        response = requests.post(self.url("/api/v1/jobs"), json=body, timeout=10)
+        assert response.status_code == 202, response.text
+        return str(response.json()["job_id"])
+
+    def wait_job(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            body = self.job(job_id)
+            return body if body["status"] in ("succeeded", "failed", "cancelled") else None
+
+        return dict(wait_until(done, timeout, f"job {job_id} to finish", interval=0.2))
+
+    def log(self) -> str:
+        return (self.logs / "up.log").read_text(errors="replace")
+
+    def stop(self, timeout: float = 90) -> int | None:
+        """SIGTERM `dynaquant up` (as Ctrl-C would) and wait; kill what is left if it hangs."""
+        if self.proc is None:
+            return None
+        leftovers = [p["pid"] for p in self.processes().values() if p.get("pid")]
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def up(tmp_path: Path, variants_dir: Path) -> Iterator[Up]:
+    """`dynaquant up` with default settings on its own Redis DB and queue; stopped (SIGTERM) afterwards."""
+    url = claim_redis_db()
+    queue = f"e2e-{uuid.uuid4().hex[:8]}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DYNAQUANT_", "QUANTIZE_", "FLOWER_"))},
+        "REDIS_URL": url,
+        "DYNAQUANT_QUEUE": queue,
+        "DYNAQUANT_VARIANTS_DIR": str(variants_dir),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    service = Up(env=env, logs=tmp_path, redis_url=url, queue=queue)
+    try:
+        yield service
+    finally:
+        service.stop()
+        redis.Redis.from_url(url).flushdb()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.conftest import OUTPUT, ROOT, Service, free_port
+from tests.e2e.conftest import OUTPUT, ROOT, Service, Up, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model, pytest.mark.browser]
 
@@ -168,3 +169,24 @@ def test_dashboard_says_plainly_when_redis_is_unreachable(service: Service, page
     assert "Redis is unreachable" in banner.inner_text()
     assert "Unknown while Redis is unreachable" in page.locator("#workers").inner_text()
     shot(page, "dashboard-redis-down.png")
+
+
+def test_dashboard_says_the_service_runs_degraded_when_dynaquant_up_gives_a_process_up(up: Up, page: Any) -> None:
+    with socket.socket() as taken:  # Flower's port is taken: it exits at each start until it is given up
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        up.start("--flower-port", str(port), workers=1)
+        page.goto(up.url("/"))
+        card = page.locator(f'article.worker[data-worker="{up.node("worker1")}"]')
+        card.wait_for(timeout=WAIT_MS)
+        wait_until(lambda: up.processes().get("flower", {}).get("state") == "given_up", 120, "flower given up")
+        banner = page.locator('#banner[data-kind="degraded"]', has_text="gave up")  # earlier: "restarting in"
+        banner.wait_for(state="visible", timeout=WAIT_MS)
+    shown = banner.inner_text()
+    assert shown.startswith("The service runs degraded.") and "flower gave up after 5 failed starts" in shown, shown
+    assert f"is port {port} free?" in shown, shown
+    threads = up.workers()[up.node("worker1")]["threads"]
+    assert card.locator("dl.facts dt:text-is('Threads') + dd").inner_text() == str(threads)
+    shot(page, "dashboard-degraded.png")
+    assert page.errors == []

@@ -1,4 +1,4 @@
-"""Faults and floods lose nothing: killed and stopped workers, a Redis restart, 2,000 submissions, memory caps.
+"""Faults lose nothing: killed and stopped workers, a Redis restart, memory caps; see test_recovery for `dynaquant up`.
 
 Every test runs real Celery worker processes (solo pool, as deployed) and the web app under gunicorn.
 Waits poll real state (job records over HTTP, heartbeats and queues in Redis, worker logs), never fixed sleeps.
@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import PrivateServices, Service, wait_until
-from worker.jobs import COUNTS_KEY, JOB_KEY, LATENCY_KEY
+from worker.jobs import COUNTS_KEY, LATENCY_KEY
 from worker.queues import queue_depth
 from worker.tasks import simplify_text
 
@@ -89,12 +87,10 @@ def drained(svc: Service) -> bool:
     return queue_depth(svc.redis, [svc.queue]) == 0 and svc.redis.hlen("unacked") == 0
 
 
-def test_sigkilled_worker_job_runs_again_on_another_worker_and_is_stored_once(service: Service) -> None:
+def test_sigkilled_worker_job_is_requeued_by_a_live_workers_heartbeat_and_stored_once(service: Service) -> None:
+    # No supervisor here (workers on other machines): the surviving worker's heartbeat finds the dead one's job.
     service.env.update(ONE_PROMPT_UNCHECKED)
-    vt = 30  # a short visibility timeout, above a time limit that leaves the rerun room on a busy machine
-    service.env.update(
-        {"DYNAQUANT_TASK_TIME_LIMIT": "28", "DYNAQUANT_VISIBILITY_TIMEOUT": str(vt), "DYNAQUANT_THREADS": "1"}
-    )
+    service.env["DYNAQUANT_THREADS"] = "1"
     service.start_worker("w1")
     service.start_worker("w2")
     service.start_web()
@@ -115,16 +111,19 @@ def test_sigkilled_worker_job_runs_again_on_another_worker_and_is_stored_once(se
     assert final["status"] == "succeeded", final
     assert final["attempts"] == 2 and final["result"]["attempt"] == 2
     assert final["worker"] != killed and final["result"]["text"]
+    [event] = final["history"]
+    assert event["detected_by"] == final["worker"] and event["worker"] == killed, event
+    requeued = event["at"] - killed_at
+    assert requeued <= 15, f"requeued {requeued:.1f} s after the kill (lease TTL 5 s here, one heartbeat of grace)"
     delay = final["started_at"] - first["started_at"]
-    assert vt - 1 <= delay <= vt + 15, f"redelivered {delay:.1f} s after the first start (visibility {vt} s)"
     stored = counts(service)
     assert stored.get("succeeded") == 1 and stored.get("failed", 0) == 0, stored
     assert int(service.redis.hget(LATENCY_KEY, "+Inf") or 0) == 1, "the result was observed more than once"
     wait_until(lambda: drained(service), 20, "the queue and unacked to empty")
     print(
-        f"\n[kill] killed {killed} (pid {pid}) {killed_at - first['started_at']:.2f} s into the job; rerun by "
-        f"{final['worker']} {delay:.1f} s after the first start (visibility timeout {vt} s); attempts "
-        f"{final['attempts']}, results stored {stored.get('succeeded')}; the rerun took "
+        f"\n[kill] killed {killed} (pid {pid}) {killed_at - first['started_at']:.2f} s into the job; requeued by "
+        f"{final['worker']}'s heartbeat {requeued:.1f} s after the kill, rerun {delay:.1f} s after the first start; "
+        f"attempts {final['attempts']}, results stored {stored.get('succeeded')}; the rerun took "
         f"{final['finished_at'] - final['started_at']:.1f} s"
     )
 
@@ -287,70 +286,6 @@ def test_redis_restart_with_persistence_loses_no_accepted_job(private: PrivateSe
     print(
         f"\n[redis restart] down {outage:.1f} s; 503 {body['error']['code']!r} while down; "
         f"{len(jobs)} accepted jobs all succeeded after the restart (running one stored once, attempts 1)"
-    )
-
-
-def test_flood_of_2000_submissions_is_accepted_or_refused_and_every_accepted_job_completes(service: Service) -> None:
-    service.env.update(ONE_PROMPT_UNCHECKED)
-    limit, total = 60, 2000
-    service.env["DYNAQUANT_THREADS"] = "1"
-    service.start_worker("w1")
-    service.start_worker("w2")
-    service.start_web({"DYNAQUANT_MAX_QUEUE": str(limit)})
-    assert service.wait_job(submit(service, **SHORT))["status"] == "succeeded"  # both levels loaded once
-
-    local = threading.local()
-    peak = [0]
-    flooding = threading.Event()
-    flooding.set()
-
-    def watch_depth() -> None:
-        client = service.redis
-        while flooding.is_set():
-            peak[0] = max(peak[0], queue_depth(client, [service.queue]))
-            time.sleep(0.01)
-
-    def post(index: int) -> tuple[int, str | None]:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
-        body = {**SHORT, "grade_level": 3 + index % 8, "subject": "Science"}
-        response = session.post(service.url("/api/v1/jobs"), json=body, timeout=60)
-        job_id = response.json().get("job_id") if response.status_code == 202 else None
-        return response.status_code, job_id
-
-    watcher = threading.Thread(target=watch_depth, daemon=True)
-    watcher.start()
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        answers = list(pool.map(post, range(total)))
-    seconds = time.monotonic() - started
-    flooding.clear()
-    watcher.join()
-
-    codes = Counter(code for code, _ in answers)
-    accepted = [job_id for code, job_id in answers if code == 202 and job_id]
-    assert set(codes) <= {202, 429}, codes
-    assert codes[202] + codes[429] == total and len(set(accepted)) == codes[202]
-    assert codes[429] > 0 and codes[202] >= limit
-    # The web app checks the depth, then sends: requests in flight at once (8 gunicorn threads) can each pass.
-    assert peak[0] <= limit + 8, f"queue peaked at {peak[0]} with DYNAQUANT_MAX_QUEUE={limit}"
-
-    def finished() -> bool:
-        pipe = service.redis.pipeline(transaction=False)
-        for job_id in accepted:
-            pipe.hget(JOB_KEY.format(job_id), "status")
-        return all(s in (b"succeeded",) for s in pipe.execute())
-
-    wait_until(finished, 300, f"{len(accepted)} accepted jobs to succeed", interval=1)
-    assert counts(service)["submitted"] == len(accepted) + 1 and counts(service)["succeeded"] == len(accepted) + 1
-    sample = [service.job(job_id) for job_id in accepted[:: max(len(accepted) // 10, 1)]]
-    assert all(job["status"] == "succeeded" and job["result"]["level"] == "int2" for job in sample)
-    drain = time.monotonic() - started - seconds
-    print(
-        f"\n[flood] {total} POSTs in {seconds:.1f} s ({total / seconds:.0f}/s, 32 client threads): "
-        f"{codes[202]} accepted (202), {codes[429]} refused (429), other {total - codes[202] - codes[429]}; "
-        f"queue peak {peak[0]} (DYNAQUANT_MAX_QUEUE={limit}); all {len(accepted)} accepted succeeded, "
-        f"drained {drain:.1f} s after the flood"
     )
 
 

@@ -14,10 +14,12 @@ import pytest
 from tests.conftest import Readings
 from tests.integration.conftest import PARAGRAPH
 from worker.backends.llamacpp import LlamaCppBackend, LlamaCppModel
-from worker.contracts import JobSpec
+from worker.contracts import JobSpec, JobStatus
 from worker.errors import InsufficientMemoryError, ModelLoadError, ModelNotFoundError
+from worker.jobs import new_id
 from worker.model_loader import Lease, ModelLoader
 from worker.policy import Request, rank
+from worker.recovery import Sweeper
 from worker.registry import ModelSpec, Registry, load_models_file
 from worker.runtime import WorkerRuntime
 from worker.simplify import simplify_text
@@ -300,3 +302,44 @@ def test_a_slow_load_stalls_neither_the_heartbeat_nor_a_cache_clear_nor_other_mo
     assert slow.loads == ["int2", "fp16"], "the second job for fp16 waited for the first load, not a second one"
     assert leases["second"].model is leases["first"].model and leases["second"].cache_hit
     assert leases["first"].load_seconds >= 3.0 and not leases["first"].cache_hit
+
+
+@pytest.mark.model
+def test_a_worker_slow_in_a_load_keeps_its_job_through_a_cache_clear(
+    make_loader: MakeLoader, make_runtime: MakeRuntime, variants_dir: Path
+) -> None:
+    """A load longer than the heartbeat TTL, with a cache clear asked meanwhile: the heartbeat goes on renewing
+    the job's lease, so a sweeper looking for dead workers' jobs never takes it from the living worker."""
+    slow = SlowLoads(variants_dir)
+    loader, _ = make_loader(gguf=slow)
+    runtime = make_runtime(loader, heartbeat_seconds=0.25)
+    with loader.acquire(MODEL, Request(force_quantization="int2")):
+        pass  # an idle model for the clear to free
+    ttl = runtime.settings.heartbeat_ttl
+    slow.seconds, slow.loading = ttl + 3.0, threading.Event()
+    job_id = new_id()
+    runtime.store.create(job_id, JobSpec(text="x", grade_level=5, model=MODEL, max_tokens=4))
+    assert runtime.store.start(job_id, runtime.name, ttl) == ("running", 1)
+    runtime.begin_job(job_id)
+    runtime.start()
+    supervisor = Sweeper(runtime.client, runtime.settings)  # what `dynaquant up` runs on every tick
+
+    def job() -> None:
+        with loader.acquire(MODEL, Request(force_quantization="fp16")):
+            pass
+
+    loading = threading.Thread(target=job)
+    loading.start()
+    assert slow.loading.wait(30), "the fp16 load never started"
+    generation = request_cache_clear(runtime.client)
+    swept: list[str] = []
+    while loading.is_alive():
+        swept += supervisor.sweep()
+        time.sleep(0.2)
+    loading.join()
+    record = runtime.store.get(job_id)
+    assert swept == [] and record is not None, swept
+    assert record.status == JobStatus.RUNNING and record.worker == runtime.name and record.history == []
+    assert record.stage is not None and (record.stage.phase, record.stage.level) == ("running", "fp16")
+    assert runtime.name in clear_acknowledgements(runtime.client, generation), "the clear was served during the load"
+    assert slow.loads[-1] == "fp16" and runtime.store.lease_holder(job_id) == runtime.name

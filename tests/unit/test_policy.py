@@ -181,3 +181,15 @@ def test_hysteresis_downgrades_at_once_at_critical_memory() -> None:
     stabilizer = Stabilizer(dwell_seconds=60, consecutive=3)
     stabilizer.propose("m", "fp16", now=0)
     assert stabilizer.propose("m", "int2", now=1, critical=True) == "int2"
+
+
+def test_a_ceiling_caps_precision_after_a_lost_worker() -> None:
+    t = Thresholds()
+    assert policy.decide(0.1, 0, t, Request(ceiling="int8")) == "int8"  # the matrix says fp16
+    assert policy.decide(0.1, 20, t, Request(ceiling="int8")) == "int2", "a ceiling never raises precision"
+    assert policy.decide(0.1, 0, t, Request("quality", ceiling="int4")) == "int4"
+    assert policy.decide(0.1, 0, t, Request(min_quantization="fp16", ceiling="int8")) == "fp16", "the user's floor wins"
+    assert policy.decide(0.1, 0, t, Request(force_quantization="fp16", ceiling="int2")) == "fp16", "force wins"
+    assert policy.apply_ceiling("fp16", None) == "fp16" and policy.apply_ceiling("int2", "int8") == "int2"
+    with pytest.raises(ValueError, match="ceiling"):
+        Request(ceiling="int3")

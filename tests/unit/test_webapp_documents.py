@@ -111,3 +111,18 @@ def test_queue_lists_follow_kombus_naming() -> None:
 
     assert priority_queue_names("q")[0] == "q" and priority_queue_names("q")[9] == "q\x06\x169"
     assert tuple(range(10)) == PRIORITY_STEPS
+
+
+def test_document_describes_recovery_and_supervision(generated: dict[str, Any]) -> None:
+    schemas = document(generated, ["m"], 5, token_set=False)["components"]["schemas"]
+    record = schemas["JobRecord"]["properties"]
+    assert record["history"]["items"] == {"$ref": "#/components/schemas/JobEvent"}
+    assert {"stage", "ceiling"} <= set(record) and schemas["JobEvent"]["properties"]["event"]["const"] == "requeued"
+    assert {"ceiling", "attempt"} <= set(schemas["JobResult"]["properties"])
+    worker = schemas["WorkerState"]["properties"]
+    assert worker["ceilings"]["additionalProperties"] == {"$ref": "#/components/schemas/HostCeiling"}
+    assert "threads" in worker
+    assert schemas["StatusView"]["properties"]["service"] == {"$ref": "#/components/schemas/ServiceSummary"}
+    process = schemas["ServiceProcess"]["properties"]
+    assert set(process["state"]["enum"]) == {"new", "running", "backoff", "given_up", "stopped"}
+    assert schemas["Ready"]["properties"]["status"]["enum"] == ["ready", "degraded"]

@@ -120,7 +120,10 @@ async function refresh() {
   const status = statusAnswer.status === "fulfilled" ? statusAnswer.value : null;
   if (status) {
     const workers = Array.isArray(status.workers) ? status.workers : [];
+    const service = status.service || {};
+    const problems = Array.isArray(service.messages) ? service.messages : [];
     if (!workers.length) showBanner("no-workers", "No worker is alive.", noWorkerHint(status.message));
+    else if (service.degraded) showBanner("degraded", "The service runs degraded.", problems.map(sentence).join(" "));
     else showBanner(null);
     renderWorkers($("workers"), workers, "No worker is alive.");
     const queue = status.queue || {};

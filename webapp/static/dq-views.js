@@ -55,6 +55,12 @@ function currentLevels(worker) {
   ];
 }
 
+function ceilings(worker) {
+  // After a worker died on a model at a level, this host runs that model lower for a while.
+  const found = worker.ceilings && typeof worker.ceilings === "object" ? Object.values(worker.ceilings) : [];
+  return found.map((c) => [`At most ${text(c.level)}`, `${text(c.model)}: ${text(c.reason)}`]);
+}
+
 function workerCard(worker) {
   const name = text(worker.worker, "unknown worker");
   const memory = worker.memory && typeof worker.memory === "object" ? worker.memory : {};
@@ -71,7 +77,9 @@ function workerCard(worker) {
       ["Recommended level", levelBadge(worker.recommended_level)],
       ["Active requests", text(worker.active_requests, "0")],
       ["Jobs done", text(worker.jobs_done, "0")],
+      ["Threads", text(worker.threads)],
       ["Last job", lastJob(worker.last_job)],
+      ...ceilings(worker),
     ]),
     currentLevels(worker),
     cachedModels(worker));

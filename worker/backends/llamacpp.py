@@ -66,7 +66,7 @@ class _Watch:
 
 
 class LlamaCppModel:
-    """A GGUF variant loaded by llama.cpp (memory-mapped)."""
+    """A GGUF variant loaded by llama.cpp (memory-mapped unless DYNAQUANT_MMAP=0)."""
 
     backend = "gguf"
 
@@ -192,6 +192,7 @@ class LlamaCppBackend:
         self.device = device
         self.n_ctx = settings.n_ctx if n_ctx is None else n_ctx
         self.n_threads = settings.thread_count if n_threads is None else n_threads
+        self.use_mmap = settings.mmap
 
     def supported_levels(self, spec: ModelSpec) -> tuple[str, ...]:
         """Every level, when the model has a GGUF file."""
@@ -221,7 +222,7 @@ class LlamaCppBackend:
         return ensure_variant(self._source(spec), GGUF_TYPES[check_level(level)], self.variants_dir).path
 
     def load(self, spec: ModelSpec, level: str) -> LlamaCppModel:
-        """Build the variant if needed and load it with llama.cpp (mmap, CPU threads from DYNAQUANT_THREADS)."""
+        """Build the variant if needed and load it with llama.cpp (mmap unless DYNAQUANT_MMAP=0, DYNAQUANT_THREADS)."""
         path = self.variant(spec, level)
         import llama_cpp
 
@@ -232,7 +233,7 @@ class LlamaCppBackend:
                 n_threads=self.n_threads,
                 n_threads_batch=self.n_threads,
                 n_gpu_layers=-1 if self.device in ("cuda", "mps") else 0,  # all layers on the GPU if llama.cpp has one
-                use_mmap=True,
+                use_mmap=self.use_mmap,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
