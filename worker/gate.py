@@ -3,8 +3,8 @@
 Retry strategies, tried in the order of DYNAQUANT_QUALITY_STRATEGIES (each only where it applies):
 - escalate: run again one precision level up, when the draft ran below the model's top level here. The
   decision engine still rules: the higher level is asked for as a floor (`min_quantization`), so the loader
-  loads it only if it fits in memory; never at the emergency memory band; never for a forced level (a
-  forced level is checked and reported, not escalated);
+  loads it only if it fits in memory; never at the emergency memory band; never above the job's ceiling
+  after a lost worker; never for a forced level (a forced level is checked and reported, not escalated);
 - resimplify: a draft that is faithful but too hard becomes the input, for the same target;
 - sample: a seeded sample (temperature > 0) at the best level so far.
 The best candidate by the checks is kept. When none passes it is returned with verdict `needs_review`
@@ -141,7 +141,12 @@ def plan_escalate(state: _State) -> Step | None:
     draft = state.best[0]
     if state.request.force_quantization is not None or state.escalation_blocked or draft.band in NO_ESCALATION_BANDS:
         return None
-    higher = [lvl for lvl in state.levels if rank(lvl) < rank(state.reached)]
+    ceiling = state.request.ceiling  # after a lost worker: escalation never goes above it
+    higher = [
+        lvl
+        for lvl in state.levels
+        if rank(lvl) < rank(state.reached) and (ceiling is None or rank(lvl) >= rank(ceiling))
+    ]
     if not higher:
         return None
     target = max(higher, key=rank)  # the nearest more precise level

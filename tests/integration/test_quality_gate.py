@@ -13,11 +13,11 @@ import redis
 from tests.conftest import Readings
 from worker import gate, quality
 from worker.backends.base import Sampling
-from worker.contracts import JobResult, JobSpec, QualityReport
+from worker.contracts import AppliedCeiling, JobResult, JobSpec, QualityReport
 from worker.errors import JobCancelled
 from worker.gate import Draft, GateSettings
 from worker.model_loader import ModelLoader
-from worker.policy import Request
+from worker.policy import Request, rank
 from worker.registry import ModelSpec, Registry
 from worker.retry_budget import RetryPolicy
 from worker.retry_stats import AdaptiveBudget, RetryStats
@@ -95,6 +95,34 @@ def test_a_failing_draft_below_the_top_level_is_escalated(make_loader: MakeLoade
         assert attempts[1].strategy == "escalate" and attempts[1].level == "int4"
     assert result.output_level in {a.level for a in attempts}
     assert_quality(result.quality, 6)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    ("queued", "ceiling"),
+    [(20, "int2"), (0, "int4")],  # the matrix says int2 (load > 10) / fp16 (idle, comfortable memory)
+)
+def test_a_ceiling_after_a_lost_worker_caps_every_attempt_of_the_gate(
+    make_loader: MakeLoader, queued: int, ceiling: str
+) -> None:
+    loader, _ = make_loader(
+        readings=Readings(used_fraction=0.10, queued=queued), quality_max_attempts=4, quality_max_seconds=600
+    )
+    notes: list[tuple[str, str]] = []
+    loader.stage_listener = lambda phase, _model, level: notes.append((phase, level))
+    applied = AppliedCeiling(level=ceiling, reasons=[f"at most {ceiling}: an earlier attempt's worker died"])
+    result = simplify_text(loader, job(VACCINES, 4, "Biology", max_tokens=48), ceiling=applied)
+    round_trips(result)
+    attempts = result.attempts
+    assert result.ceiling == applied, "the result says why it ran lower"
+    assert result.level == ceiling == attempts[0].level, "the first draft runs at the ceiling, not the matrix's level"
+    assert all(rank(a.level) >= rank(ceiling) for a in attempts), f"an attempt went above {ceiling}: {attempts}"
+    assert result.output_level is not None and rank(result.output_level) >= rank(ceiling)
+    if attempts[0].verdict != "pass":
+        assert len(attempts) >= 2, "a failing draft is still retried, within the ceiling"
+        assert all(a.strategy != "escalate" for a in attempts), "escalating from the ceiling would go above it"
+    running = [level for phase, level in notes if phase == "running"]
+    assert running == [a.level for a in attempts], "every attempt notes the level it runs at, for recovery"
 
 
 @pytest.mark.model
