@@ -87,7 +87,8 @@ def test_forced_int2_draft_that_invents_is_not_passed(make_loader: MakeLoader) -
 
 @pytest.mark.model
 def test_a_failing_draft_below_the_top_level_is_escalated(make_loader: MakeLoader) -> None:
-    loader, _ = make_loader(readings=Readings(used_fraction=0.10, queued=20))  # load > 10: the matrix says int2
+    # load > 10: the matrix says int2; a seconds budget no slow machine runs out of, so the retry is made
+    loader, _ = make_loader(readings=Readings(used_fraction=0.10, queued=20), quality_max_seconds=600)
     result = simplify_text(loader, job(VACCINES, 6, "Biology"))
     attempts = result.attempts
     assert attempts[0].level == "int2" and result.level == "int2", "level: what the decision engine chose"
@@ -225,7 +226,7 @@ def seeded(stats: RetryStats, model: str, level: str, retries: int, passed: int)
 def test_retries_are_skipped_where_they_rarely_pass_and_the_result_says_why(
     make_loader: MakeLoader, worker_redis: redis.Redis
 ) -> None:
-    loader, _ = make_loader()
+    loader, _ = make_loader(quality_max_seconds=600)
     stats = RetryStats(worker_redis, window=200)
     seeded(stats, MODEL, "int2", retries=40, passed=1)
     skip = AdaptiveBudget(stats, RetryPolicy(min_sample=20, min_pass_rate=0.10, explore_share=0.0))
@@ -246,7 +247,7 @@ def test_retries_are_skipped_where_they_rarely_pass_and_the_result_says_why(
 
 @pytest.mark.model
 def test_retries_go_on_while_the_figures_are_learnt(make_loader: MakeLoader, worker_redis: redis.Redis) -> None:
-    loader, _ = make_loader()
+    loader, _ = make_loader(quality_max_seconds=600)
     stats = RetryStats(worker_redis, window=200)
     learning = AdaptiveBudget(stats, RetryPolicy(min_sample=20, min_pass_rate=0.10, explore_share=0.0))
     result = simplify_text(loader, job(VACCINES, 6, "Biology", force_quantization="int2"), budget=learning)
