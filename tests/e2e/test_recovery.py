@@ -35,7 +35,8 @@ PLATES = (
     "Plate tectonics is the scientific theory that Earth's lithosphere comprises a number of large tectonic "
     "plates, which have been slowly moving since about 3.4 billion years ago. "
 )
-BUSY = {"text": (PLATES * 6)[:1000], "max_tokens": 24, "task_priority": "quality"}  # fp16, a few seconds; gated
+BUSY = {"text": (PLATES * 4)[:700], "max_tokens": 24, "task_priority": "quality"}
+"""fp16 for a few seconds, quality-gated: one part of at most DYNAQUANT_PART_MAX_CHARS, so one draft and its retries."""
 SHORT = {"text": PLATES, "max_tokens": 2, "force_quantization": "int2", "quality_check": False}  # one draft each
 
 
@@ -130,7 +131,8 @@ def test_one_worker_sigkilled_mid_job_is_restarted_and_its_job_succeeds_once(up:
     print(
         f"\n[up, 1 worker] SIGKILL pid {pid} mid-job ({running['stage']['level']}): requeued after {requeued:.1f} s, "
         f"rerun started {final['started_at'] - killed_at:.1f} s and succeeded {final['finished_at'] - killed_at:.1f} s "
-        f"after the kill at {final['result']['level']}; {watch.answers} API answers, none failed"
+        f"after the kill at {final['result']['level']} ({len(final['result']['attempts'])} drafts); "
+        f"{watch.answers} API answers, none failed"
     )
 
 
@@ -149,7 +151,7 @@ def test_two_workers_the_other_one_takes_the_killed_workers_job(up: Up) -> None:
     print(
         f"\n[up, 2 workers] killed {running['worker']}; {final['worker']} ran the job at {final['result']['level']}: "
         f"requeued {final['history'][0]['at'] - killed_at:.1f} s, succeeded {final['finished_at'] - killed_at:.1f} s "
-        f"after the kill; threads per worker {threads}"
+        f"after the kill ({len(final['result']['attempts'])} drafts); threads per worker {threads}"
     )
 
 
@@ -162,7 +164,8 @@ def test_a_worker_killed_while_loading_a_model(up: Up, tmp_path: Path) -> None:
     final = check_recovered(up, job_id, killed_at, loading, "loading")
     print(
         f"\n[up, loading] killed pid {pid} while loading {loading['stage']['level']}; rerun at "
-        f"{final['result']['level']} succeeded {final['finished_at'] - killed_at:.1f} s after the kill"
+        f"{final['result']['level']} succeeded {final['finished_at'] - killed_at:.1f} s after the kill "
+        f"({len(final['result']['attempts'])} drafts)"
     )
 
 
@@ -300,7 +303,8 @@ def test_a_worker_oom_killed_on_fp16_comes_back_and_the_job_runs_a_level_lower(u
     print(
         f"\n[oom] cgroup limit {mb['limit']:.0f} MB (idle {mb['idle']:.0f} MB, Q8_0 {mb['Q8_0']:.0f} MB, F16 "
         f"{mb['F16']:.0f} MB): {oom_kills} OOM kill(s); the worker died {event['phase']} fp16; the job was requeued, "
-        f"rerun at {final['result']['level']}, succeeded {final['finished_at'] - event['at']:.1f} s after the requeue"
+        f"rerun at {final['result']['level']} ({[a['level'] for a in final['result']['attempts']]}), succeeded "
+        f"{final['finished_at'] - event['at']:.1f} s after the requeue"
     )
 
 
