@@ -723,6 +723,39 @@ class WorkerModel(CachedModel):
     worker: str
 
 
+class LevelProfile(BaseModel):
+    """One model at one level on one host and device, as measured by real, calibration and shadow jobs."""
+
+    host: str
+    device: str
+    model: str
+    level: Level
+    jobs: int = Field(0, ge=0, description="jobs measured: real, calibration and shadow together")
+    real_jobs: int = Field(0, ge=0)
+    calibration_jobs: int = Field(0, ge=0)
+    shadow_jobs: int = Field(0, ge=0)
+    seconds_per_job: float | None = Field(None, description="rolling mean of generation seconds per job")
+    prompt_tokens_per_second: float | None = Field(None, description="rolling mean of prompt evaluation speed")
+    decode_tokens_per_second: float | None = Field(None, description="rolling mean of generation speed")
+    resident_mb: float | None = Field(None, description="memory the load took, measured (RSS or GPU memory delta)")
+    estimated_mb: float | None = Field(None, description="what the loader estimated the load would take")
+    estimate_error: float | None = Field(None, description="(estimated - measured) / measured")
+    checked: int = Field(0, ge=0, description="jobs with a quality verdict")
+    pass_rate: float | None = Field(None, description="share of checked jobs whose first draft passed")
+    grade_error: float | None = Field(None, description="rolling mean of the absolute grade error")
+    updated_at: float
+
+
+class LevelChoice(BaseModel):
+    """The level a worker holds a model at and why, in words."""
+
+    model: str
+    level: Level
+    matrix_level: Level = Field(description="what the decision matrix alone asked for")
+    reasons: list[str] = Field(default_factory=list)
+    at: float
+
+
 class HostCeiling(BaseModel):
     """A model a host runs at most at a level for a while, because a worker died running it higher there."""
 
@@ -758,6 +791,7 @@ class WorkerState(BaseModel):
     cache_clear_seen: int = 0
     threads: int | None = Field(None, description="llama.cpp threads this worker runs")
     ceilings: dict[str, HostCeiling] = Field({}, description="per model: the ceiling this host runs it under now")
+    choices: dict[str, LevelChoice] = Field({}, description="per model: the level held now and why")
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -169,6 +169,25 @@ def apply_capabilities(level: str, supported: Iterable[str], floor: str | None =
 
 
 @dataclass(frozen=True)
+class LevelStats:
+    """What one model at one level measured on this host: the profile the policy weighs a step down against."""
+
+    jobs: int = 0
+    seconds_per_job: float | None = None
+    pass_rate: float | None = None
+    resident_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class ProfileRules:
+    """When a measured profile lets a step down for load happen: it must buy speed and keep quality."""
+
+    min_speedup: float = 0.10
+    pass_margin: float = 0.05
+    min_jobs: int = 5
+
+
+@dataclass(frozen=True)
 class Request:
     """What a job asks of the policy, and the ceiling it runs under after a worker died on a higher level.
 

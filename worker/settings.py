@@ -206,6 +206,48 @@ class Settings(BaseSettings):
         "longest piece of a paragraph simplified in one prompt; a longer one is cut at sentence ends",
         ge=80,
     )
+    profile_min_speedup: float = var(
+        "DYNAQUANT_PROFILE_MIN_SPEEDUP",
+        0.10,
+        "a step down for load is taken only when the lower level's measured jobs are at least this much faster",
+        ge=0,
+        le=1,
+    )
+    profile_pass_margin: float = var(
+        "DYNAQUANT_PROFILE_PASS_MARGIN",
+        0.05,
+        "and its measured quality pass rate is at most this far below the level above",
+        ge=0,
+        le=1,
+    )
+    profile_min_jobs: int = var(
+        "DYNAQUANT_PROFILE_MIN_JOBS", 5, "measured jobs a level needs before its profile counts", ge=1
+    )
+    profile_ttl_days: float = var(
+        "DYNAQUANT_PROFILE_TTL_DAYS", 30.0, "days a level profile is kept after its last update", gt=0
+    )
+    calibrate: bool = var(
+        "DYNAQUANT_CALIBRATE",
+        True,
+        "`1`/`0`: a worker that meets a model with no profile on its host measures each level on a few fixed prompts",
+        shown="`1`",
+    )
+    calibration_seconds: float = var(
+        "DYNAQUANT_CALIBRATION_SECONDS", 120.0, "most seconds one calibration may take", gt=0
+    )
+    shadow_share: float = var(
+        "DYNAQUANT_SHADOW_SHARE",
+        0.02,
+        "share of finished jobs an idle worker re-runs at a neighbouring level to keep the profiles current",
+        ge=0,
+        le=1,
+    )
+    preload: bool = var(
+        "DYNAQUANT_PRELOAD",
+        True,
+        "`1`/`0`: load the level the queue trend calls for in the background, within the cache cap and memory band",
+        shown="`1`",
+    )
     flower_basic_auth: str | None = var(
         "FLOWER_BASIC_AUTH", None, "`user:password` for Flower and its API under `dynaquant up`"
     )
