@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable
 
 import redis
-from pydantic import ValidationError
 
 from worker.contracts import ClearReport, WorkerState
+from worker.presence import Presence
 
 WORKER_KEY = "dq:worker:{}"
 WORKERS_SET = "dq:workers"
@@ -25,40 +25,22 @@ CLEAR_ACKS_KEY = "dq:cache:clear_acks:{}"
 log = logging.getLogger(__name__)
 
 
+WORKERS = Presence(WORKER_KEY, WORKERS_SET, WorkerState, "worker")
+
+
 def publish(client: redis.Redis, state: WorkerState, ttl: int) -> None:
     """Write one worker's state with a TTL (seconds) and list it among the workers."""
-    pipe = client.pipeline()
-    pipe.set(WORKER_KEY.format(state.worker), state.model_dump_json(), ex=ttl)
-    pipe.sadd(WORKERS_SET, state.worker)
-    pipe.execute()
+    WORKERS.publish(client, state.worker, state, ttl)
 
 
 def withdraw(client: redis.Redis, name: str) -> None:
     """Remove a worker's state when it shuts down cleanly."""
-    pipe = client.pipeline()
-    pipe.delete(WORKER_KEY.format(name))
-    pipe.srem(WORKERS_SET, name)
-    pipe.execute()
+    WORKERS.withdraw(client, name)
 
 
 def live_workers(client: redis.Redis) -> list[WorkerState]:
     """State of every worker whose heartbeat is still fresh, by name; forgets dead ones."""
-    names = sorted(n.decode() if isinstance(n, bytes) else n for n in client.smembers(WORKERS_SET))
-    if not names:
-        return []
-    values = client.mget([WORKER_KEY.format(n) for n in names])
-    workers, dead = [], []
-    for name, raw in zip(names, values, strict=True):
-        if raw is None:
-            dead.append(name)
-            continue
-        try:
-            workers.append(WorkerState.model_validate_json(raw))
-        except ValidationError as exc:
-            log.warning("worker %s publishes a heartbeat this release cannot read (left out): %s", name, exc)
-    if dead:
-        client.srem(WORKERS_SET, *dead)
-    return workers
+    return WORKERS.live(client)
 
 
 def request_cache_clear(client: redis.Redis) -> int:

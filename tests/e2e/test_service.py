@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import Service, answers, free_port, wait_until
+from tests.texts import DOCUMENT
 from worker.policy import rank
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
@@ -25,18 +26,6 @@ PARAGRAPHS = [
     "respiration to generate adenosine triphosphate, which is used throughout the cell as energy.",
 ]
 SUBJECTS = ["Science", "History", "Geography", "Economics", "Biology"]
-DOCUMENT = "\n\n".join(
-    [
-        "The Moon is Earth's only natural satellite. It orbits our planet at an average distance of about "
-        "384,000 kilometres and reflects the light of the Sun.",
-        "Volcanoes form where molten rock from deep inside the Earth reaches the surface. When pressure builds, "
-        "lava, ash and gas can erupt with great force.",
-        "Honeybees live in colonies ruled by a single queen. Worker bees gather nectar from flowers and turn it "
-        "into honey, which feeds the colony through the winter.",
-        "A thermometer measures temperature. In many thermometers a liquid expands when it is heated and rises "
-        "inside a narrow glass tube marked with a scale.",
-    ]
-)
 TOPICS = (("moon",), ("volcano", "lava", "rock"), ("bee", "honey"), ("thermometer", "temperature", "liquid"))
 """Words one of which each paragraph's rewrite keeps: the paragraphs come back in order, none lost or swapped."""
 

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from tests.conftest import Readings
+from tests.texts import DOCUMENT
 from worker import gate, quality
 from worker.backends.base import Sampling
 from worker.contracts import AppliedCeiling, JobResult, JobSpec, QualityReport
@@ -31,18 +32,6 @@ VACCINES = (
     "A vaccine contains a weakened or inactivated form of the microbe, or merely a fragment of one of its proteins, "
     "which the body identifies as foreign. White blood cells respond by manufacturing antibodies and by retaining "
     "memory cells, so that a subsequent encounter with the genuine pathogen provokes a rapid and decisive defence."
-)
-DOCUMENT = "\n\n".join(
-    [
-        "The Moon is Earth's only natural satellite. It orbits our planet at an average distance of about "
-        "384,000 kilometres and reflects the light of the Sun.",
-        "Volcanoes form where molten rock from deep inside the Earth reaches the surface. When pressure builds, "
-        "lava, ash and gas can erupt with great force.",
-        "Honeybees live in colonies ruled by a single queen. Worker bees gather nectar from flowers and turn it "
-        "into honey, which feeds the colony through the winter.",
-        "A thermometer measures temperature. In many thermometers a liquid expands when it is heated and rises "
-        "inside a narrow glass tube marked with a scale.",
-    ]
 )
 TOPICS = ("moon", "volcano", "bee", "thermometer")
 
