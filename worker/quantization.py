@@ -63,6 +63,7 @@ class DynamicQuantizationManager:
         self.profile_source: ProfileSource | None = None
         """Measured level profiles of a model on this host (set by the runtime); None: the matrix alone decides."""
         self.choices: dict[str, LevelChoice] = {}
+        self._profiles_seen: dict[str, Mapping[str, LevelStats]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -149,9 +150,11 @@ class DynamicQuantizationManager:
         if request.force_quantization is not None:
             level = policy.decide(reading.used_fraction, load, t, request, supported)
             return Decision(level, reading.used_fraction, load, band, level, False)
-        pressure = self.pressure_level(reading, load, candidate_bytes, resident_bytes, supported, self.profiles(model))
+        profiles = self.profiles(model)
+        pressure = self.pressure_level(reading, load, candidate_bytes, resident_bytes, supported, profiles)
         wanted = pressure.level
         with self._lock:
+            self._profiles_seen[model] = profiles
             held = self.stabilizer.propose(
                 model, wanted, time.monotonic() if now is None else now, critical=band == "emergency"
             )
@@ -173,6 +176,11 @@ class DynamicQuantizationManager:
             level, reading.used_fraction, load, band, wanted, held != wanted, pressure.matrix_level, tuple(reasons)
         )
 
+    def profiles_seen(self, model: str) -> Mapping[str, LevelStats]:
+        """The profiles the last decision on a model read (no store read: for the pre-load's forecast)."""
+        with self._lock:
+            return self._profiles_seen.get(model, {})
+
     def level_choices(self) -> dict[str, LevelChoice]:
         """Per model: the level held now and why (what a worker's heartbeat publishes)."""
         with self._lock:
@@ -183,6 +191,7 @@ class DynamicQuantizationManager:
         with self._lock:
             self.stabilizer.forget(model)
             self.choices.pop(model, None)
+            self._profiles_seen.pop(model, None)
 
 
 _manager: DynamicQuantizationManager | None = None
