@@ -1,5 +1,6 @@
 """ModelLoader: asks the decision engine for a level, serves the model from the cache or loads it,
-re-optimises a loaded model when memory pressure moves its level, and never loads what cannot fit.
+re-optimises a loaded model when memory pressure moves its level (keeping its other levels resident while
+memory is comfortable), pre-loads the level a load trend calls for, and never loads what cannot fit.
 
 The loader's lock guards only its maps. A load runs outside it and is tracked while it runs: a second
 job for the same model and level waits for that load, a job for a model already loaded is served at
@@ -195,7 +196,7 @@ class ModelLoader:
     def _decide(
         self, spec: ModelSpec, request: Request, supported: tuple[str, ...]
     ) -> tuple[Decision, Reoptimization | None]:
-        """The level for this job, and the re-optimisation it causes (other levels of the model dropped)."""
+        """The level for this job, and the re-optimisation it causes (other levels dropped unless they may stay)."""
         cached = self.cache.levels_of(spec.name)
         resident = int(sum(cached.values()) * MIB)
         estimates = self.estimates(spec, supported)
