@@ -1,5 +1,6 @@
 """ModelLoader: asks the decision engine for a level, serves the model from the cache or loads it,
-re-optimises a loaded model when memory pressure moves its level, and never loads what cannot fit.
+re-optimises a loaded model when memory pressure moves its level (keeping its other levels resident while
+memory is comfortable), pre-loads the level a load trend calls for, and never loads what cannot fit.
 
 The loader's lock guards only its maps. A load runs outside it and is tracked while it runs: a second
 job for the same model and level waits for that load, a job for a model already loaded is served at
@@ -10,8 +11,10 @@ Backends (and so torch, transformers and llama_cpp) are imported only when a mod
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -21,12 +24,14 @@ from worker.backends.base import Backend, LoadedModel
 from worker.cache import ModelCache
 from worker.contracts import MIB, Phase, Reoptimization
 from worker.errors import InputError, InsufficientMemoryError, ModelLoadError
-from worker.policy import LEVELS, Request, estimate_weights_gb, rank
+from worker.policy import LEVELS, TREND_WINDOW, Request, estimate_weights_gb, memory_band, predicted_load, rank
 from worker.quantization import Decision, DynamicQuantizationManager
 from worker.registry import ModelSpec, Registry
 from worker.settings import Settings, get_settings
 
 Key = tuple[str, str]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ class ModelLoader:
         self.cache = cache if cache is not None else ModelCache(self.settings.max_cache_mb)
         self.reoptimizations = 0
         self.last_reoptimization: Reoptimization | None = None
+        self.preloads = 0
+        self.last_preload: Key | None = None
+        self.preload_thread: threading.Thread | None = None
+        self._load_history: deque[int] = deque(maxlen=TREND_WINDOW)
         self._backends: dict[str, Backend] = dict(backends or {})
         self._pressure_level: dict[str, str] = {}
         self._doomed: set[Key] = set()
@@ -148,13 +157,22 @@ class ModelLoader:
             return list(self._loading)
 
     def _lease(self, name: str | None, request: Request, model_size_params: float | None) -> Lease:
+        spec = self._spec(name, model_size_params)
+        supported = self.supported_levels(spec)
+        lease = self._serve(spec, request, supported)
+        self._preload_next(spec, supported, lease.decision)
+        return lease
+
+    def _spec(self, name: str | None, model_size_params: float | None) -> ModelSpec:
         spec = self.registry.get(name)
         if model_size_params is not None:
             size = model_size_params
             if isinstance(size, bool) or not isinstance(size, (int, float)) or size <= 0:
                 raise InputError("model_size_params", f"must be a positive number of billions, got {size!r}")
             spec = dataclasses.replace(spec, params_b=float(model_size_params))
-        supported = self.supported_levels(spec)
+        return spec
+
+    def _serve(self, spec: ModelSpec, request: Request, supported: tuple[str, ...]) -> Lease:
         decision, reopt = self._decide(spec, request, supported)
         started, waited = time.perf_counter(), 0.0
         while True:
@@ -178,14 +196,15 @@ class ModelLoader:
     def _decide(
         self, spec: ModelSpec, request: Request, supported: tuple[str, ...]
     ) -> tuple[Decision, Reoptimization | None]:
-        """The level for this job, and the re-optimisation it causes (other levels of the model dropped)."""
+        """The level for this job, and the re-optimisation it causes (other levels dropped unless they may stay)."""
         cached = self.cache.levels_of(spec.name)
         resident = int(sum(cached.values()) * MIB)
-        decision = self.manager.decide_for_model(
-            spec.name, self.estimates(spec, supported), resident, request, supported
-        )
+        estimates = self.estimates(spec, supported)
+        decision = self.manager.decide_for_model(spec.name, estimates, resident, request, supported)
+        keep = decision.level in cached or (bool(cached) and self._room_beside(estimates.get(decision.level, 0)))
         with self._lock:
-            reopt = self._reoptimize(spec.name, decision, request) if cached else None
+            self._load_history.append(decision.load)
+            reopt = self._reoptimize(spec.name, decision, request, keep) if cached else None
             if reopt is None and request.force_quantization is None:
                 self._pressure_level[spec.name] = self._held_level(spec.name, decision)
         return decision, reopt
@@ -231,8 +250,12 @@ class ModelLoader:
             return decision.wanted
         return self.manager.stabilizer.current.get(name, decision.wanted)
 
-    def _reoptimize(self, name: str, decision: Decision, request: Request) -> Reoptimization | None:
-        """When pressure moved the model's level, drop its entries at other levels and report the MiB freed."""
+    def _reoptimize(self, name: str, decision: Decision, request: Request, keep: bool) -> Reoptimization | None:
+        """When pressure moved the model's level, report it, and drop the model's other levels unless they may stay.
+
+        They stay resident (`keep`) while memory is comfortable and the cap has room for the new level beside
+        them, so switching back costs nothing; otherwise they are evicted as the MiB freed says.
+        """
         if request.force_quantization is not None:
             return None
         held = self._held_level(name, decision)
@@ -244,7 +267,7 @@ class ModelLoader:
         if not others:
             return None
         freed = 0.0
-        for lvl in others:
+        for lvl in [] if keep and decision.band == "comfortable" else others:
             mb = self.cache.evict(name, lvl)
             if mb == 0.0:
                 self._doomed.add((name, lvl))  # a job still holds it: drop it when that job ends
@@ -256,6 +279,85 @@ class ModelLoader:
         self.reoptimizations += 1
         self.last_reoptimization = info
         return info
+
+    def _room_beside(self, need: int) -> bool:
+        """Whether `need` more bytes fit beside every cached model: under the cap, in free memory above the
+        reserve, and with memory still in the comfortable band once loaded."""
+        if self.cache.current_size_mb + need / MIB > self.cache.max_size_mb:
+            return False
+        reading = self.manager.probes.memory()
+        if need + int(self.settings.memory_reserve_mb * MIB) > reading.available_bytes:
+            return False
+        used = min((reading.used_bytes + need) / reading.total_bytes, 1.0) if reading.total_bytes else 1.0
+        return memory_band(used, self.manager.thresholds) == "comfortable"
+
+    def _preload_next(self, spec: ModelSpec, supported: tuple[str, ...], decision: Decision) -> None:
+        """When the load trend says the next job will want another level, load it in the background.
+
+        Only while no load runs, the level is not cached, and it fits beside the cached models in the
+        comfortable band; a job that wants it meanwhile waits on it like on any load in progress.
+        """
+        if not self.settings.preload or decision.band != "comfortable":
+            return
+        try:
+            with self._lock:
+                history = list(self._load_history)
+            predicted = predicted_load(history)
+            if predicted == decision.load:
+                return
+            cached = self.cache.levels_of(spec.name)
+            estimates = self.estimates(spec, supported)
+            target = self.manager.pressure_level(
+                self.manager.probes.memory(),
+                predicted,
+                estimates,
+                int(sum(cached.values()) * MIB),
+                supported,
+                self.manager.profiles_seen(spec.name),
+            ).level
+            if target in cached or not self._room_beside(estimates[target]):
+                return
+            key = (spec.name, target)
+            with self._lock:
+                if self._loading or self._load_lock.locked():
+                    return
+                pending: Future[str] = Future()
+                self._loading[key] = pending
+            thread = threading.Thread(
+                target=self._preload, args=(key, pending, spec, estimates[target]), name=f"preload {key}", daemon=True
+            )
+            self.preload_thread = thread
+            thread.start()
+        except Exception as exc:  # a forecast never fails the job it rides on
+            log.warning("could not pre-load the next level of %s: %s", spec.name, exc)
+
+    def _preload(self, key: Key, pending: Future[str], spec: ModelSpec, need: int) -> None:
+        """The pre-load thread: one level loaded idle into the cache; a job waiting on it loads it itself on failure."""
+        name, level = key
+        try:
+            if self._load_lock.acquire(blocking=False):  # a job's load started meanwhile: it goes first
+                try:
+                    self._preload_locked(key, spec, need)
+                finally:
+                    self._load_lock.release()
+        except Exception as exc:
+            log.warning("pre-loading %s at %s failed: %s", name, level, exc)
+        finally:
+            with self._lock:
+                self._loading.pop(key, None)
+                self._forget_uncached()
+            pending.set_result(level)  # after the pop, so a waiting job that finds no model loads it at once
+
+    def _preload_locked(self, key: Key, spec: ModelSpec, need: int) -> None:
+        if key in self.cache or not self._room_beside(need):
+            return
+        model = self.backend(spec.backend_for(key[1])).load(spec, key[1])
+        if self.cache.current_size_mb + model.size_bytes / MIB > self.cache.max_size_mb:
+            model.close()  # larger than estimated: keeping it would push another model out
+            return
+        self.cache.put(model)
+        self.preloads += 1
+        self.last_preload = key
 
     def _fitting_level(self, spec: ModelSpec, level: str, request: Request, supported: tuple[str, ...]) -> str:
         """The level to load: `level` if it fits after evicting idle models, else the next lower one that does."""

@@ -7,7 +7,7 @@ so the rule can be tested exhaustively and reused by the web app without importi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -185,6 +185,91 @@ class ProfileRules:
     min_speedup: float = 0.10
     pass_margin: float = 0.05
     min_jobs: int = 5
+
+
+def measured(stats: LevelStats | None, rules: ProfileRules) -> bool:
+    """Whether a level's profile has enough measured jobs to count."""
+    return stats is not None and stats.jobs >= rules.min_jobs
+
+
+def step_down_refusal(
+    lower: str, higher: str, profiles: Mapping[str, LevelStats], rules: ProfileRules
+) -> tuple[str | None, str]:
+    """Why a step down for load from `higher` to `lower` is refused (None: taken), and what was compared, in words.
+
+    With too few measured jobs on either side the matrix's prior stands and the step is taken.
+    """
+    low, high = profiles.get(lower), profiles.get(higher)
+    if low is None or high is None or not (measured(low, rules) and measured(high, rules)):
+        return None, f"{lower} for load: fewer than {rules.min_jobs} measured jobs to weigh it against {higher}"
+    compared: list[str] = []
+    if low.seconds_per_job is not None and high.seconds_per_job is not None:
+        speed = f"{low.seconds_per_job:.2f} s vs {high.seconds_per_job:.2f} s per job"
+        faster = low.seconds_per_job < high.seconds_per_job
+        if not faster or low.seconds_per_job > high.seconds_per_job * (1.0 - rules.min_speedup):
+            wanted = f"{rules.min_speedup:.0%} faster" if rules.min_speedup > 0 else "faster"
+            return f"{lower} skipped: not {wanted} than {higher} on this host ({speed})", speed
+        compared.append(speed)
+    if low.pass_rate is not None and high.pass_rate is not None:
+        rates = f"pass rate {low.pass_rate:.0%} vs {high.pass_rate:.0%} at {higher}"
+        if low.pass_rate < high.pass_rate - rules.pass_margin:
+            return f"{lower} skipped: {rates}", rates
+        compared.append(rates)
+    return None, f"{lower} for load: " + (", ".join(compared) or f"nothing measured to weigh it against {higher}")
+
+
+def apply_profile(
+    level: str,
+    unloaded: str,
+    profiles: Mapping[str, LevelStats],
+    rules: ProfileRules,
+    supported: Iterable[str] = LEVELS,
+) -> tuple[str, list[str]]:
+    """The level a load step down lands on once measured profiles are weighed, and why, in words.
+
+    `level` is what the matrix asks for; `unloaded` is what it asks for at the same memory with no load, so
+    every level between them is a step down for load. Each is taken only if it is measurably faster than
+    the level kept so far and its pass rate is within the margin; otherwise the kept level stays. Memory
+    steps are already in `unloaded` and are never undone. Without measured profiles `level` is returned.
+    """
+    if rank(level) <= rank(unloaded):
+        return level, []
+    kept = unloaded
+    reasons: list[str] = []
+    runnable = set(supported)
+    for lower in [lvl for lvl in LEVELS[rank(unloaded) + 1 : rank(level) + 1] if lvl in runnable]:
+        refusal, compared = step_down_refusal(lower, kept, profiles, rules)
+        if refusal is None:
+            kept = lower
+            reasons.append(compared)
+        else:
+            reasons.append(refusal)
+    return kept, reasons
+
+
+def measured_bytes(estimates: Mapping[str, int], profiles: Mapping[str, LevelStats]) -> dict[str, int]:
+    """Each level's expected footprint: the measured resident bytes where a profile has them, else the estimate."""
+    sized = dict(estimates)
+    for level in estimates:
+        stats = profiles.get(level)
+        if stats is not None and stats.resident_bytes is not None and stats.resident_bytes > 0:
+            sized[level] = stats.resident_bytes
+    return sized
+
+
+TREND_WINDOW = 4
+"""Load readings the pre-load trend looks back over."""
+
+
+def predicted_load(history: Sequence[int]) -> int:
+    """The load the next job is likely to meet: the last reading moved on by the mean step of the recent ones."""
+    recent = [check_load(n) for n in history[-TREND_WINDOW:]]
+    if not recent:
+        return 0
+    if len(recent) == 1:
+        return recent[0]
+    step = (recent[-1] - recent[0]) / (len(recent) - 1)
+    return max(0, round(recent[-1] + step))
 
 
 @dataclass(frozen=True)

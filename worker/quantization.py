@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from worker import policy
-from worker.policy import LEVELS, Request, Stabilizer, Thresholds
+from worker.contracts import LevelChoice, MemoryReading
+from worker.policy import LEVELS, LevelStats, ProfileRules, Request, Stabilizer, Thresholds
 from worker.probes import Probes, live_probes, merge_capabilities
 from worker.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+ProfileSource = Callable[[str], Mapping[str, LevelStats]]
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,17 @@ class Decision:
     band: str
     wanted: str
     held_back: bool
+    matrix_level: str | None = None
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PressureLevel:
+    """The level memory and load call for on a model, before hysteresis, with what the matrix alone said and why."""
+
+    level: str
+    matrix_level: str
+    reasons: tuple[str, ...]
 
 
 class DynamicQuantizationManager:
@@ -40,6 +57,13 @@ class DynamicQuantizationManager:
         self.probes = probes if probes is not None else live_probes(settings.device)
         self.device = self.probes.device
         self.stabilizer = Stabilizer(dwell_seconds=settings.dwell_seconds, consecutive=settings.consecutive)
+        self.profile_rules = ProfileRules(
+            settings.profile_min_speedup, settings.profile_pass_margin, settings.profile_min_jobs
+        )
+        self.profile_source: ProfileSource | None = None
+        """Measured level profiles of a model on this host (set by the runtime); None: the matrix alone decides."""
+        self.choices: dict[str, LevelChoice] = {}
+        self._profiles_seen: dict[str, Mapping[str, LevelStats]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -68,6 +92,42 @@ class DynamicQuantizationManager:
         """The decision matrix with task priority and floor, for the given readings (pure)."""
         return policy.decide(memory_used, load, self.thresholds, Request(task_priority, min_quantization))
 
+    def profiles(self, model: str) -> Mapping[str, LevelStats]:
+        """The model's measured profiles on this host; empty when there is no source or it fails (logged)."""
+        if self.profile_source is None:
+            return {}
+        try:
+            return self.profile_source(model)
+        except Exception as exc:  # a profile store that is down must never fail a decision
+            log.warning("could not read the level profiles of %s (%s); deciding without them", model, exc)
+            return {}
+
+    def pressure_level(
+        self,
+        reading: MemoryReading,
+        load: int,
+        candidate_bytes: Mapping[str, int],
+        resident_bytes: int,
+        supported: Sequence[str],
+        profiles: Mapping[str, LevelStats],
+    ) -> PressureLevel:
+        """The level memory and load call for (no I/O): the matrix on measured footprints, then the profile."""
+        t = self.thresholds
+        sized = policy.measured_bytes(candidate_bytes, profiles)
+
+        def projected(at_load: int, sizes: Mapping[str, int]) -> str:
+            used, total = reading.used_bytes, reading.total_bytes
+            return policy.decide_projected(used, total, resident_bytes, sizes, at_load, t, Request(), supported)
+
+        matrix = projected(load, sized)
+        unloaded = projected(0, sized)
+        reasons: list[str] = []
+        estimated = projected(load, candidate_bytes)
+        if policy.rank(matrix) > policy.rank(estimated):
+            reasons.append(f"{estimated} does not fit its measured footprint here: {matrix} for memory")
+        level, weighed = policy.apply_profile(matrix, unloaded, profiles, self.profile_rules, supported)
+        return PressureLevel(level, matrix, tuple(reasons + weighed))
+
     def decide_for_model(
         self,
         model: str,
@@ -77,10 +137,11 @@ class DynamicQuantizationManager:
         supported: Sequence[str],
         now: float | None = None,
     ) -> Decision:
-        """Level for the next job on a model, from live readings, with hysteresis on re-optimisation.
+        """Level for the next job on a model, from live readings and its measured profile, with hysteresis.
 
-        The pressure-driven level is stabilised per model; the job's task priority, floor and
-        force are applied on top of it, so one job's wishes never hold back the next job.
+        The pressure-driven level (matrix, then the profile) is stabilised per model and recorded with its
+        reasons in `choices`; the job's task priority, floor and force are applied on top of it, so one
+        job's wishes never hold back the next job.
         """
         reading = self.probes.memory()
         load = self.probes.load().total
@@ -89,23 +150,48 @@ class DynamicQuantizationManager:
         if request.force_quantization is not None:
             level = policy.decide(reading.used_fraction, load, t, request, supported)
             return Decision(level, reading.used_fraction, load, band, level, False)
-        wanted = policy.decide_projected(
-            reading.used_bytes, reading.total_bytes, resident_bytes, candidate_bytes, load, t, Request(), supported
-        )
+        profiles = self.profiles(model)
+        pressure = self.pressure_level(reading, load, candidate_bytes, resident_bytes, supported, profiles)
+        wanted = pressure.level
         with self._lock:
+            self._profiles_seen[model] = profiles
             held = self.stabilizer.propose(
                 model, wanted, time.monotonic() if now is None else now, critical=band == "emergency"
+            )
+            reasons = [f"matrix: {pressure.matrix_level} at {band} memory and load {load}", *pressure.reasons]
+            if held != wanted:
+                reasons.append(f"held at {held}: {wanted} must hold a while first (hysteresis)")
+            self.choices[model] = LevelChoice(
+                model=model,
+                level=policy.as_level(held),
+                matrix_level=policy.as_level(pressure.matrix_level),
+                reasons=reasons,
+                at=time.time(),
             )
         level = policy.apply_task_priority(held, request.task_priority)
         level = policy.apply_ceiling(level, request.ceiling)
         level = policy.apply_floor(level, request.min_quantization)
         level = policy.apply_capabilities(level, supported, request.min_quantization)
-        return Decision(level, reading.used_fraction, load, band, wanted, held != wanted)
+        return Decision(
+            level, reading.used_fraction, load, band, wanted, held != wanted, pressure.matrix_level, tuple(reasons)
+        )
+
+    def profiles_seen(self, model: str) -> Mapping[str, LevelStats]:
+        """The profiles the last decision on a model read (no store read: for the pre-load's forecast)."""
+        with self._lock:
+            return self._profiles_seen.get(model, {})
+
+    def level_choices(self) -> dict[str, LevelChoice]:
+        """Per model: the level held now and why (what a worker's heartbeat publishes)."""
+        with self._lock:
+            return dict(self.choices)
 
     def forget(self, model: str) -> None:
         """Drop the hysteresis state of a model that is no longer loaded."""
         with self._lock:
             self.stabilizer.forget(model)
+            self.choices.pop(model, None)
+            self._profiles_seen.pop(model, None)
 
 
 _manager: DynamicQuantizationManager | None = None

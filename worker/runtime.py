@@ -172,6 +172,7 @@ class WorkerRuntime:
                 "active_job": active,
                 "queue": load,
                 "current_levels": dict(self.manager.stabilizer.current),
+                "choices": self.manager.level_choices(),
                 "cache": self.loader.cache.stats(),
                 "models_available": self.loader.registry.names(),
                 "last_job": last,

@@ -96,6 +96,8 @@ def test_dashboard_shows_the_worker_runs_a_text_clears_the_cache_and_sees_the_wo
     cached.filter(has_text="gemma-3-270m").wait_for(timeout=WAIT_MS)
     assert cached.first.locator(".level").inner_text() == level
     assert card.locator(".current-levels li").filter(has_text="gemma-3-270m").locator(".level").count() == 1
+    why = card.locator('.level-choice[data-model="gemma-3-270m"] .reasons li')
+    assert why.first.inner_text().startswith("matrix: "), "the card says why the model is held at its level"
     row = page.locator(f'#jobs-body tr[data-job-id="{job["job_id"]}"]')
     row.wait_for(timeout=WAIT_MS)
     assert level in row.inner_text()

@@ -68,6 +68,23 @@ def test_status_aggregates_live_workers(client: FlaskClient, fake_worker: Any) -
     assert worker["memory"]["total_bytes"] == 16 * 1024**3 and "total_gb" not in worker["memory"], "bytes, unrounded"
 
 
+def test_status_says_why_each_worker_holds_its_level(client: FlaskClient, fake_worker: Any) -> None:
+    reasons = [
+        "matrix: int2 at comfortable memory and load 12",
+        "int8 for load: 0.80 s vs 1.00 s per job",
+        "int4 for load: 0.60 s vs 0.80 s per job",
+        "int2 skipped: not 10% faster than int4 on this host (0.60 s vs 0.60 s per job)",
+    ]
+    choice = {"model": "gemma-3-270m", "level": "int4", "matrix_level": "int2", "reasons": reasons, "at": time.time()}
+    fake_worker("worker-a", choices={"gemma-3-270m": choice})
+    fake_worker("worker-b")
+    body = client.get("/api/v1/quantization/status").get_json()
+    by_name = {w["worker"]: w for w in body["workers"]}
+    shown = by_name["worker-a"]["choices"]["gemma-3-270m"]
+    assert (shown["level"], shown["matrix_level"], shown["reasons"]) == ("int4", "int2", reasons)
+    assert by_name["worker-b"]["choices"] == {}, "a worker that has decided nothing yet says nothing"
+
+
 def test_a_heartbeat_from_another_release_is_left_out(client: FlaskClient, redis_db: redis.Redis) -> None:
     redis_db.set("dq:worker:old-worker", json.dumps({"device": "cuda", "memory": "not a dict", "cache": None}), ex=10)
     redis_db.sadd("dq:workers", "old-worker")

@@ -44,13 +44,26 @@ function cachedModels(worker) {
   ];
 }
 
+function choiceWhy(choice) {
+  // Why the worker holds the model at this level: the matrix's word, then the measured profile's.
+  if (!choice || typeof choice !== "object") return null;
+  const reasons = Array.isArray(choice.reasons) ? choice.reasons : [];
+  const matrix = choice.matrix_level && choice.matrix_level !== choice.level ? ` (matrix: ${text(choice.matrix_level)})` : "";
+  return el("div", { class: "level-choice", "data-model": text(choice.model) },
+    matrix ? el("span", { class: "muted small", text: matrix }) : null,
+    reasons.length ? el("ul", { class: "reasons" }, reasons.map((r) => el("li", { text: text(r) }))) : null);
+}
+
 function currentLevels(worker) {
   const levels = worker.current_levels && typeof worker.current_levels === "object" ? worker.current_levels : {};
-  const names = Object.keys(levels).sort();
+  const choices = worker.choices && typeof worker.choices === "object" ? worker.choices : {};
+  const names = [...new Set([...Object.keys(levels), ...Object.keys(choices)])].sort();
+  const levelOf = (n) => levels[n] || (choices[n] && choices[n].level);
   return [
     el("h4", { text: "Current level per model" }),
     names.length
-      ? el("ul", { class: "current-levels" }, names.map((n) => el("li", {}, el("span", { text: n }), " ", levelBadge(levels[n]))))
+      ? el("ul", { class: "current-levels" }, names.map((n) =>
+          el("li", {}, el("span", { text: n }), " ", levelBadge(levelOf(n)), choiceWhy(choices[n]))))
       : el("p", { class: "empty", text: "No model loaded yet: the first job picks its level." }),
   ];
 }
