@@ -86,6 +86,8 @@ def make_service(url: str, logs: Path, variants_dir: Path) -> Service:
         "DYNAQUANT_VARIANTS_DIR": str(variants_dir),
         "DYNAQUANT_HEARTBEAT_SECONDS": "0.5",
         "DYNAQUANT_THREADS": "2",
+        "DYNAQUANT_CALIBRATE": "0",  # a test that wants calibration or shadow runs sets them
+        "DYNAQUANT_SHADOW_SHARE": "0",
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }

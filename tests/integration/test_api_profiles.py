@@ -64,7 +64,9 @@ def test_a_bad_profile_filter_is_a_400_naming_it(
 
 
 def test_status_models_link_to_their_profiles(client: FlaskClient, fake_worker: Any) -> None:
-    fake_worker("w1@host-a", cache=CacheStats(current_size_mb=250, max_size_mb=8000, models=[cached("gemma", "int4", 250)]))
+    fake_worker(
+        "w1@host-a", cache=CacheStats(current_size_mb=250, max_size_mb=8000, models=[cached("gemma", "int4", 250)])
+    )
     body = client.get("/api/v1/quantization/status").get_json()
     link = body["current_models"][0]["profiles"]
     assert link == "/api/v1/quantization/profiles?model=gemma&host=host-a"
