@@ -6,11 +6,14 @@ import threading
 import time
 from collections.abc import Callable
 
+import redis
+
 from tests.conftest import Readings
 from tests.integration.conftest import PARAGRAPH
 from worker.calibration import Calibrator
 from worker.contracts import JobSpec
 from worker.model_loader import ModelLoader
+from worker.profiles import ProfileStore, Sample, profile_key
 from worker.registry import BUNDLED_NAME
 from worker.runtime import WorkerRuntime
 from worker.shadow import Finished
@@ -144,3 +147,30 @@ def test_a_shadow_run_stops_when_a_job_arrives(make_loader: MakeLoader, make_run
     runtime.active_job = None
     readings.queued = 1
     assert runtime.idle.busy(), "a job waiting in the queue counts as busy too"
+
+
+def test_rolling_figures_are_the_mean_then_exponentially_weighted(worker_redis: redis.Redis) -> None:
+    store = ProfileStore(worker_redis, "h", "cpu", ttl_days=1)
+    for value in range(1, 11):  # the first ten: their plain mean
+        store.record("m", Sample("int4", seconds=float(value)))
+    assert store.profiles("m")["int4"].seconds_per_job == 5.5
+    store.record("m", Sample("int4", seconds=16.5))  # then each new sample moves it a tenth of the way
+    profile = store.profiles("m")["int4"]
+    assert profile.seconds_per_job == 6.6 and profile.jobs == 11 and profile.checked == 0
+    assert 0 < worker_redis.ttl(profile_key("h", "cpu", "m", "int4")) <= 86400, "it expires a TTL after its update"
+    store.record("m", Sample("int4", passed=1.0))
+    assert store.profiles("m")["int4"].seconds_per_job == 6.6, "a sample without a figure leaves it alone"
+
+
+def test_an_idle_worker_runs_its_shadow_jobs_by_itself(make_loader: MakeLoader, make_runtime: MakeRuntime) -> None:
+    loader, _ = make_loader()
+    runtime = make_runtime(loader, shadow_share=1.0, calibrate=False)
+    runtime.start()
+    spec = job(force_quantization=None, task_priority="quality", max_tokens=24)
+    runtime.store.create("idle-1", spec)
+    assert run_job(runtime, "idle-1", spec.model_dump(mode="json"))["status"] == "succeeded"
+    deadline = time.monotonic() + 120
+    while runtime.idle.shadow_runs == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert runtime.idle.shadow_runs == 1 and len(runtime.idle.sampler) == 0
+    assert sum(p.shadow_jobs for p in runtime.profiles.profiles(MODEL).values()) == 1
