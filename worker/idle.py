@@ -81,6 +81,10 @@ class IdleWork:
             self._thread.join(timeout)
             self._thread = None
 
+    def on_this_thread(self) -> bool:
+        """Whether the caller is the idle-work thread (its loads and runs are no job's)."""
+        return self._thread is not None and threading.current_thread() is self._thread
+
     def note_job_end(self) -> None:
         """A job just ended: idle work may start after the grace time."""
         self._quiet_since = time.monotonic()

@@ -88,7 +88,6 @@ class WorkerRuntime:
         self.idle = IdleWork(
             self.loader, self.profiles, self.client, settings, lambda: self.active_job is not None, self._queued
         )
-        self._job_thread: int | None = None
         self.sweeper = recovery.Sweeper(self.client, settings, me=name)
         self.started_at = time.time()
         self.active_job: str | None = None
@@ -126,7 +125,6 @@ class WorkerRuntime:
         """Note the job this worker now runs (idle work stops at its next token)."""
         with self._lock:
             self.active_job = job_id
-            self._job_thread = threading.get_ident()
 
     def job_stored(self, spec: JobSpec, result: JobResult) -> None:
         """After a job's result is stored: add it to its level's profile, and offer it to idle work. Never raises."""
@@ -162,8 +160,8 @@ class WorkerRuntime:
     def record_stage(self, phase: Phase, model: str, level: str) -> None:
         """Note in the running job's record what this worker loads or runs, before it does (a death is traced to it)."""
         with self._lock:
-            active, job_thread = self.active_job, self._job_thread
-        if active is None or threading.get_ident() != job_thread:  # idle work's loads are not the job's stage
+            active = self.active_job
+        if active is None or self.idle.on_this_thread():  # idle work's loads are not the job's stage
             return
         try:
             self.store.set_stage(active, phase, model, level)
