@@ -4,7 +4,9 @@ The prompts run level by level, one prompt at every level before any level gets 
 short by its time bound (DYNAQUANT_CALIBRATION_SECONDS) or by a real job still measured every level it could.
 Outputs go through the quality checker (gate off: one draft), so pass rates and grade errors are seeded too.
 A Redis lock keeps two workers on one host from calibrating the same model at once; a marker, kept as long as
-the profiles, says the host's calibration of the model is done.
+the profiles, says the host's calibration of the model is done. Each prompt is noted as open before it runs and
+closed after (finished, stopped or failed): a level left open was where a worker died (killed for memory, say),
+so later calibrations skip it and every more precise level instead of dying there again.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import redis
 
 from worker.contracts import JobResult, JobSpec, validated
 from worker.errors import DynaquantError, JobCancelled
+from worker.policy import LEVELS, rank
 from worker.profiles import ProfileStore
 
 if TYPE_CHECKING:
@@ -51,6 +54,7 @@ CALIBRATION_TEXTS: tuple[tuple[int, str, str], ...] = (
 """(grade, subject, text): three short paragraphs, fixed so every host's calibration is comparable."""
 LOCK_PREFIX = "dq:calibrating:"
 DONE_PREFIX = "dq:calibrated:"
+OPEN_PREFIX = "dq:calibration-open:"
 LOCK_MARGIN_SECONDS = 60
 
 
@@ -89,48 +93,56 @@ def run_calibration(
     seconds: float,
     busy: Callable[[], bool],
     texts: Sequence[tuple[int, str, str]] = CALIBRATION_TEXTS,
+    mark: Callable[[str, int], None] | None = None,
 ) -> CalibrationReport:
     """Run the fixed prompts at each level, within `seconds`, stopping (between prompts or mid-generation) when
-    busy() turns true; each finished prompt goes into its level's profile as a calibration job."""
-    from worker.simplify import simplify_text
-
+    busy() turns true; each finished prompt goes into its level's profile as a calibration job. `mark(level, +1)`
+    is called before a prompt runs and `mark(level, -1)` after it, however it ended."""
     started = time.monotonic()
     deadline = started + seconds
     report = CalibrationReport(model, tuple(levels))
-    done = store.profiles(model)
-    todo = [lvl for lvl in levels if (done[lvl].calibration_jobs if lvl in done else 0) < len(texts)]
+    done = {level: p.calibration_jobs for level, p in store.profiles(model).items()}
     failed: set[str] = set()
 
     def should_stop() -> bool:
         return time.monotonic() >= deadline or busy()
 
-    max_tokens = loader.settings.job_default_max_tokens
     for index, (grade, subject, text) in enumerate(texts):
-        for level in todo:
-            already = done[level].calibration_jobs if level in done else 0
-            if level in failed or index < already:
-                continue
-            if busy():
-                report.stopped = "job"
-            elif time.monotonic() >= deadline:
-                report.stopped = "time"
+        for level in [lvl for lvl in levels if lvl not in failed and index >= done.get(lvl, 0)]:
+            report.stopped = "job" if busy() else "time" if time.monotonic() >= deadline else None
             if report.stopped:
                 report.seconds = time.monotonic() - started
                 return report
-            try:
-                result: JobResult = simplify_text(
-                    loader, calibration_spec(model, level, grade, subject, text, max_tokens), should_stop
-                )
-            except JobCancelled:
-                continue  # the loop's next check says whether a job or the bound stopped it
-            except DynaquantError as exc:
-                log.warning("calibration of %s at %s failed, that level is skipped: %s", model, level, exc)
+            spec = calibration_spec(model, level, grade, subject, text, loader.settings.job_default_max_tokens)
+            outcome = calibrate_once(loader, spec, should_stop, mark)
+            if outcome == "failed":
                 failed.add(level)
-                continue
-            store.record_job(result, "calibration")
-            report.jobs[level] = report.jobs.get(level, 0) + 1
+            elif outcome is not None:
+                store.record_job(outcome, "calibration")
+                report.jobs[level] = report.jobs.get(level, 0) + 1
     report.seconds = time.monotonic() - started
     return report
+
+
+def calibrate_once(
+    loader: ModelLoader, spec: JobSpec, should_stop: Callable[[], bool], mark: Callable[[str, int], None] | None
+) -> JobResult | Literal["failed"] | None:
+    """One calibration prompt: its result, "failed" (the level cannot run here), or None when it was stopped."""
+    from worker.simplify import simplify_text
+
+    level = str(spec.force_quantization)
+    if mark is not None:
+        mark(level, 1)
+    try:
+        return simplify_text(loader, spec, should_stop)
+    except JobCancelled:
+        return None  # the caller's next check says whether a job or the bound stopped it
+    except DynaquantError as exc:
+        log.warning("calibration of %s at %s failed, that level is skipped: %s", spec.model, level, exc)
+        return "failed"
+    finally:
+        if mark is not None:
+            mark(level, -1)
 
 
 class Calibrator:
@@ -149,13 +161,29 @@ class Calibrator:
         """Whether this host and device have not calibrated the model yet."""
         return not self.client.exists(self._key(DONE_PREFIX, model))
 
+    def survivable(self, model: str, levels: Sequence[str]) -> list[str]:
+        """The levels less precise than any a worker died calibrating on this host (all when none died)."""
+        raw = self.client.hgetall(self._key(OPEN_PREFIX, model))
+        opened = {(k.decode() if isinstance(k, bytes) else str(k)): int(n) for k, n in raw.items()}
+        died = [rank(lvl) for lvl, n in opened.items() if n > 0 and lvl in LEVELS]
+        if died:
+            log.warning("a worker died calibrating %s at %s on this host: not calibrated there again", model, opened)
+        return [lvl for lvl in levels if not died or rank(lvl) > max(died)]
+
     def run(self, model: str, levels: Sequence[str], busy: Callable[[], bool]) -> CalibrationReport | None:
         """Calibrate unless another worker on the host does it now (None then); mark it done unless a job cut it."""
         lock, token = self._key(LOCK_PREFIX, model), uuid.uuid4().hex
         if not self.client.set(lock, token, nx=True, ex=int(self.seconds) + LOCK_MARGIN_SECONDS):
             return None
+        opened = self._key(OPEN_PREFIX, model)
+
+        def mark(level: str, step: int) -> None:
+            self.client.hincrby(opened, level, step)
+            self.client.expire(opened, self.store.ttl_seconds)
+
         try:
-            report = run_calibration(self.loader, self.store, model, levels, self.seconds, busy)
+            levels = self.survivable(model, levels)
+            report = run_calibration(self.loader, self.store, model, levels, self.seconds, busy, mark=mark)
             if report.stopped != "job":
                 self.client.set(self._key(DONE_PREFIX, model), time.time(), ex=self.store.ttl_seconds)
             log.info(

@@ -295,7 +295,8 @@ class Up:
 
 @pytest.fixture
 def up(tmp_path: Path, variants_dir: Path) -> Iterator[Up]:
-    """`dynaquant up` with default settings on its own Redis DB and queue; stopped (SIGTERM) afterwards."""
+    """`dynaquant up` with default settings (idle calibration and shadow runs off) on its own Redis DB and queue; stopped
+    (SIGTERM) afterwards."""
     url = claim_redis_db()
     queue = f"e2e-{uuid.uuid4().hex[:8]}"
     env = {
@@ -303,6 +304,8 @@ def up(tmp_path: Path, variants_dir: Path) -> Iterator[Up]:
         "REDIS_URL": url,
         "DYNAQUANT_QUEUE": queue,
         "DYNAQUANT_VARIANTS_DIR": str(variants_dir),
+        "DYNAQUANT_CALIBRATE": "0",  # the recovery tests count loads and deaths: no idle work beside their jobs
+        "DYNAQUANT_SHADOW_SHARE": "0",
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }

@@ -174,3 +174,12 @@ def test_an_idle_worker_runs_its_shadow_jobs_by_itself(make_loader: MakeLoader, 
         time.sleep(0.2)
     assert runtime.idle.shadow_runs == 1 and len(runtime.idle.sampler) == 0
     assert sum(p.shadow_jobs for p in runtime.profiles.profiles(MODEL).values()) == 1
+
+
+def test_calibration_skips_levels_a_worker_died_calibrating(make_loader: MakeLoader, make_runtime: MakeRuntime) -> None:
+    loader, _ = make_loader(default_max_tokens=16)
+    runtime = make_runtime(loader)
+    runtime.client.hset(f"dq:calibration-open:{runtime.profiles.host}:cpu:{MODEL}", "int8", 1)  # a death at int8
+    report = runtime.idle.calibrator.run(MODEL, ("fp16", "int8", "int4"), lambda: False)
+    assert report is not None and report.levels == ("int4",), "fp16 and int8 are not tried again"
+    assert set(runtime.profiles.profiles(MODEL)) == {"int4"}
