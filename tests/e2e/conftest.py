@@ -295,8 +295,8 @@ class Up:
 
 @pytest.fixture
 def up(tmp_path: Path, variants_dir: Path) -> Iterator[Up]:
-    """`dynaquant up` with default settings (idle calibration and shadow runs off) on its own Redis DB and queue; stopped
-    (SIGTERM) afterwards."""
+    """`dynaquant up` with default settings (but no idle calibration or shadow runs) on its own Redis DB and queue;
+    stopped (SIGTERM) afterwards."""
     url = claim_redis_db()
     queue = f"e2e-{uuid.uuid4().hex[:8]}"
     env = {
