@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
@@ -134,15 +133,18 @@ def test_a_shadow_run_records_a_shadow_job_and_leaves_the_stored_result(
 def test_a_shadow_run_stops_when_a_job_arrives(make_loader: MakeLoader, make_runtime: MakeRuntime) -> None:
     loader, readings = make_loader()
     runtime = make_runtime(loader, shadow_share=1.0, calibrate=False)
-    long = job(max_tokens=400, text=" ".join([PARAGRAPH] * 3), force_quantization=None)
-    outcomes: list[str | None] = []
-    worker = threading.Thread(target=lambda: outcomes.append(runtime.idle.shadow(Finished(long, "int4"))))
+    asked: list[int] = []
+
+    def active() -> bool:  # the idle work asks after every token: the job arrives at the second one
+        asked.append(1)
+        if len(asked) == 2:
+            runtime.begin_job("real-job")
+        return runtime.active_job is not None
+
+    runtime.idle._active = active
     loader.load_model(MODEL, force_quantization="int2")  # loaded up front: the stop lands in generation
-    worker.start()
-    time.sleep(1.0)
-    runtime.begin_job("real-job")
-    worker.join(60)
-    assert outcomes == ["shadow run stopped"]
+    outcome = runtime.idle.shadow(Finished(job(max_tokens=400), "int4"))
+    assert outcome == "shadow run stopped" and len(asked) == 2, "stopped at the token after the job came"
     assert runtime.profiles.profiles(MODEL)["int2"].jobs == 0, "a stopped shadow run records nothing (the load only)"
     runtime.active_job = None
     readings.queued = 1
