@@ -11,6 +11,7 @@ from tests.conftest import Readings
 from tests.integration.conftest import PARAGRAPH
 from worker.calibration import Calibrator
 from worker.contracts import JobSpec
+from worker.idle import QUEUE_CHECK_SECONDS
 from worker.model_loader import ModelLoader
 from worker.profiles import ProfileStore, Sample, profile_key
 from worker.registry import BUNDLED_NAME
@@ -148,6 +149,7 @@ def test_a_shadow_run_stops_when_a_job_arrives(make_loader: MakeLoader, make_run
     assert runtime.profiles.profiles(MODEL)["int2"].jobs == 0, "a stopped shadow run records nothing (the load only)"
     runtime.active_job = None
     readings.queued = 1
+    time.sleep(QUEUE_CHECK_SECONDS)  # the queue is read at most this often
     assert runtime.idle.busy(), "a job waiting in the queue counts as busy too"
 
 
