@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from webapp import aggregate
@@ -21,10 +21,13 @@ from worker.contracts import (
     Calculation,
     ClearResult,
     MemoryView,
+    ProfileList,
+    ProfileQuery,
     QueueSummary,
     StatusView,
     validated,
 )
+from worker.profiles import read_profiles
 from worker.status import clear_acknowledgements, live_workers, request_cache_clear
 
 bp = Blueprint("quantization", __name__, url_prefix="/api/v1/quantization")
@@ -111,3 +114,20 @@ def clear_cache() -> ResponseReturnValue:
         pending=pending,
     )
     return jsonify(result.model_dump(mode="json"))
+
+
+def _filter(name: str) -> str | None:
+    """One optional filter of the query (given twice: both, comma-joined, so the error shows what came)."""
+    given = request.args.getlist(name)
+    return None if not given else ",".join(given)
+
+
+@bp.get("/profiles")
+@documented(
+    "quantizationProfiles", (400,), inputs={"query": ProfileQuery}, HTTP_200=(ProfileList, "Measured level profiles.")
+)
+def profiles() -> ResponseReturnValue:
+    """Every host's measured profile of each model at each level: speed, resident memory and quality."""
+    query = validated(ProfileQuery, {"model": _filter("model"), "host": _filter("host")})
+    found = read_profiles(get_redis(), query.model, query.host)
+    return jsonify(ProfileList(profiles=found, count=len(found)).model_dump(mode="json"))

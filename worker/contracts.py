@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from urllib.parse import urlencode
 
 from pydantic import (
     MISSING,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from worker.settings import Settings
 
 MIB = 1024**2
+PROFILES_PATH = "/api/v1/quantization/profiles"
 GIB = 1024**3
 MIN_GRADE, MAX_GRADE = 1, 12
 DEFAULT_PRIORITY = 5
@@ -504,6 +506,9 @@ class JobResult(BaseModel):
     generation_seconds: float
     load_seconds: float
     tokens_per_second: float
+    prompt_seconds: float | None = Field(
+        default=None, description="of generation_seconds, the time to the first token (reading the prompts)"
+    )
     finish_reason: str
     readability_grade: float | None
     grade_level: int
@@ -722,6 +727,13 @@ class WorkerModel(CachedModel):
 
     worker: str
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def profiles(self) -> str:
+        """Where the model's measured level profiles on the worker's host are (GET)."""
+        host = self.worker.split("@", 1)[1] if "@" in self.worker else self.worker
+        return f"{PROFILES_PATH}?{urlencode({'model': self.name, 'host': host})}"
+
 
 class LevelProfile(BaseModel):
     """One model at one level on one host and device, as measured by real, calibration and shadow jobs."""
@@ -744,6 +756,24 @@ class LevelProfile(BaseModel):
     pass_rate: float | None = Field(None, description="share of checked jobs whose first draft passed")
     grade_error: float | None = Field(None, description="rolling mean of the absolute grade error")
     updated_at: float
+
+
+PROFILE_FILTER = r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,199}$"
+"""What a model or host filter of GET /quantization/profiles may be."""
+
+
+class ProfileQuery(BaseModel):
+    """GET /quantization/profiles: optional filters."""
+
+    model: str | None = Field(None, pattern=PROFILE_FILTER, description="only this model's profiles")
+    host: str | None = Field(None, pattern=PROFILE_FILTER, description="only this host's profiles")
+
+
+class ProfileList(BaseModel):
+    """GET /quantization/profiles: every measured level profile, by host, device, model and level."""
+
+    profiles: list[LevelProfile]
+    count: int
 
 
 class LevelChoice(BaseModel):

@@ -76,6 +76,8 @@ class ModelLoader:
         self.stage_listener: Callable[[Phase, str, str], None] | None = None
         """Told (phase, model, level) before a model is loaded and when a job gets it, so a death can be traced.
         Called from the job's thread, never under the loader's lock (it may write to Redis)."""
+        self.load_listener: Callable[[str, str, int, int], None] | None = None
+        """Told (model, level, measured bytes, estimated bytes) after each load: the footprint delta around it."""
 
     def _stage(self, phase: Phase, model: str, level: str) -> None:
         if self.stage_listener is not None:
@@ -231,7 +233,11 @@ class ModelLoader:
                 else:
                     if level != decision.level:
                         self._stage("loading", spec.name, level)
-                    model = self.backend(spec.backend_for(level)).load(spec, level)
+                    backend, before = self.backend(spec.backend_for(level)), self.manager.probes.footprint()
+                    model = backend.load(spec, level)
+                    if self.load_listener is not None:
+                        measured = self.manager.probes.footprint() - before
+                        self.load_listener(spec.name, level, measured, backend.estimate_bytes(spec, level))
                     self.cache.put(model, pin=True)
                     lease = Lease(model, level, decision, reopt, time.perf_counter() - started, cache_hit=False)
             pending.set_result(level)

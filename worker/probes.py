@@ -45,6 +45,19 @@ def cuda_memory(index: int = 0) -> MemoryReading:
     )
 
 
+def cuda_used_bytes(index: int = 0) -> int:
+    """GPU memory in use on the device (every process): a load's delta is what it placed there."""
+    import torch
+
+    free, total = torch.cuda.mem_get_info(index)
+    return int(total - free)
+
+
+def footprint_reader(device: str) -> Callable[[], int]:
+    """What a model load adds to: GPU memory in use on CUDA, else this process's resident memory."""
+    return cuda_used_bytes if device == "cuda" else process_rss_bytes
+
+
 def mps_memory() -> MemoryReading:
     """Apple unified memory: weights share system RAM with everything else."""
     return system_memory().model_copy(update={"pool": "unified"})
@@ -110,6 +123,8 @@ class Probes:
     memory: Callable[[], MemoryReading]
     load: Callable[[], LoadReading]
     capabilities: dict[str, dict[str, bool]]
+    footprint: Callable[[], int] = process_rss_bytes
+    """Bytes a model load adds to (measured before and after it), see footprint_reader."""
 
 
 def idle_load() -> LoadReading:
@@ -121,4 +136,10 @@ def live_probes(device: str | None = None, client: redis.Redis | None = None, qu
     """Probes that read this machine and, when a Redis client is given, the queues' load."""
     dev = detect_device(device)
     load = load_reader(client, queues) if client is not None and queues else idle_load
-    return Probes(device=dev, memory=memory_reader(dev), load=load, capabilities=backend_capabilities(dev))
+    return Probes(
+        device=dev,
+        memory=memory_reader(dev),
+        load=load,
+        capabilities=backend_capabilities(dev),
+        footprint=footprint_reader(dev),
+    )

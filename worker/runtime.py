@@ -13,9 +13,20 @@ from typing import TYPE_CHECKING
 import redis
 
 from worker import recovery, status
-from worker.contracts import AppliedCeiling, ClearReport, JobSummary, LoadReading, Phase, WorkerState
+from worker.contracts import (
+    AppliedCeiling,
+    ClearReport,
+    JobResult,
+    JobSpec,
+    JobSummary,
+    LoadReading,
+    Phase,
+    WorkerState,
+)
+from worker.idle import IdleWork
 from worker.jobs import JobStore
 from worker.probes import live_probes
+from worker.profiles import ProfileStore
 from worker.quantization import DynamicQuantizationManager, set_quantization_manager
 from worker.retry_stats import AdaptiveBudget
 from worker.settings import Settings, get_settings
@@ -69,6 +80,14 @@ class WorkerRuntime:
         self.manager = loader.manager
         self.retry_budget = AdaptiveBudget.from_settings(self.client, settings) if settings.quality_adaptive else None
         self.loader.stage_listener = self.record_stage
+        self.profiles = ProfileStore(
+            self.client, recovery.host_of(name), self.manager.device, settings.profile_ttl_days
+        )
+        self.manager.profile_source = self.profiles.level_stats  # type: ignore[attr-defined,unused-ignore]
+        self.loader.load_listener = self.profiles.record_load
+        self.idle = IdleWork(
+            self.loader, self.profiles, self.client, settings, lambda: self.active_job is not None, self._queued
+        )
         self.sweeper = recovery.Sweeper(self.client, settings, me=name)
         self.started_at = time.time()
         self.active_job: str | None = None
@@ -91,15 +110,29 @@ class WorkerRuntime:
         from worker.quality import warm
 
         warm()
+        self.idle.want_calibration(self.settings.default_model)
+        self.idle.start()
 
     def stop(self) -> None:
-        """Stop publishing and remove this worker from the status."""
+        """Stop publishing and remove this worker from the status; stop idle work."""
+        self.idle.stop()
         self.heartbeat.stop()
 
+    def _queued(self) -> int:
+        return self.manager.probes.load().queued
+
     def begin_job(self, job_id: str) -> None:
-        """Note the job this worker now runs."""
+        """Note the job this worker now runs (idle work stops at its next token)."""
         with self._lock:
             self.active_job = job_id
+
+    def job_stored(self, spec: JobSpec, result: JobResult) -> None:
+        """After a job's result is stored: add it to its level's profile, and offer it to idle work. Never raises."""
+        try:
+            self.profiles.record_job(result)
+            self.idle.finished(spec, result)
+        except Exception:
+            log.exception("could not record job figures in the profiles; the job is stored")
 
     def end_job(self, summary: JobSummary) -> None:
         """Note the job this worker just finished."""
@@ -107,6 +140,7 @@ class WorkerRuntime:
             self.active_job = None
             self.last_job = summary
             self.jobs_done += 1
+        self.idle.note_job_end()
 
     def on_beat(self) -> None:
         """A heartbeat's work besides publishing: renew the running job's lease, then requeue dead workers' jobs."""
@@ -127,7 +161,7 @@ class WorkerRuntime:
         """Note in the running job's record what this worker loads or runs, before it does (a death is traced to it)."""
         with self._lock:
             active = self.active_job
-        if active is None:
+        if active is None or self.idle.on_this_thread():  # idle work's loads are not the job's stage
             return
         try:
             self.store.set_stage(active, phase, model, level)

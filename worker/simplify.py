@@ -245,6 +245,7 @@ def assemble(
     first = results[0].drafts[0]  # the first attempt: where the job started, what loading it cost
     drafts = [d for r in results for d in r.drafts]
     seconds = sum(d.generation.seconds for d in drafts)
+    prompts = [d.generation.prompt_seconds for d in drafts]
     tokens_out = sum(d.generation.tokens_out for d in drafts)
     several = len(paragraphs) > 1
     attempts = [
@@ -264,6 +265,7 @@ def assemble(
         generation_seconds=round(seconds, 4),
         load_seconds=round(sum(d.load_seconds for d in drafts), 4),
         tokens_per_second=round(tokens_out / seconds, 2) if seconds > 0 else 0.0,
+        prompt_seconds=round(sum(p for p in prompts if p is not None), 4) if None not in prompts else None,
         finish_reason=results[0].draft.generation.finish_reason,
         readability_grade=report.grade,
         grade_level=grade,

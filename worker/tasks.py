@@ -129,6 +129,7 @@ def execute(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], attemp
         result = done = done.model_copy(update={"attempt": attempt})
         if persist(f"store job {job_id}", lambda: store.succeed(job_id, done)) and done.reoptimized:
             persist("count a re-optimisation", store.count_reoptimization)
+        runtime.job_stored(spec, done)
         outcome.update(status="succeeded", result=done.model_dump(mode="json"))
     except JobCancelled:
         if watch.timed_out:

@@ -86,6 +86,8 @@ def make_service(url: str, logs: Path, variants_dir: Path) -> Service:
         "DYNAQUANT_VARIANTS_DIR": str(variants_dir),
         "DYNAQUANT_HEARTBEAT_SECONDS": "0.5",
         "DYNAQUANT_THREADS": "2",
+        "DYNAQUANT_CALIBRATE": "0",  # a test that wants calibration or shadow runs sets them
+        "DYNAQUANT_SHADOW_SHARE": "0",
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }
@@ -293,7 +295,8 @@ class Up:
 
 @pytest.fixture
 def up(tmp_path: Path, variants_dir: Path) -> Iterator[Up]:
-    """`dynaquant up` with default settings on its own Redis DB and queue; stopped (SIGTERM) afterwards."""
+    """`dynaquant up` with default settings (but no idle calibration or shadow runs) on its own Redis DB and queue;
+    stopped (SIGTERM) afterwards."""
     url = claim_redis_db()
     queue = f"e2e-{uuid.uuid4().hex[:8]}"
     env = {
@@ -301,6 +304,8 @@ def up(tmp_path: Path, variants_dir: Path) -> Iterator[Up]:
         "REDIS_URL": url,
         "DYNAQUANT_QUEUE": queue,
         "DYNAQUANT_VARIANTS_DIR": str(variants_dir),
+        "DYNAQUANT_CALIBRATE": "0",  # the recovery tests count loads and deaths: no idle work beside their jobs
+        "DYNAQUANT_SHADOW_SHARE": "0",
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }

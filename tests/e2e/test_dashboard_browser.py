@@ -108,6 +108,12 @@ def test_dashboard_shows_the_worker_runs_a_text_clears_the_cache_and_sees_the_wo
     assert page.locator("#level-chart circle.job-dot").count() >= 1  # seeded from recent jobs
     assert page.locator("#queue-chart svg").count() == 1
     assert page.locator("#banner").is_hidden()
+    profile = page.locator(f'#profiles-body tr[data-host="e2e"][data-model="gemma-3-270m"][data-level="{level}"]')
+    profile.wait_for(timeout=WAIT_MS)  # the job measured its level on this host
+    assert profile.locator(".jobs").inner_text() == "1" and "1 real" in (
+        profile.locator(".jobs").get_attribute("title") or ""
+    )
+    assert profile.locator(".decode").inner_text() != "–" and " MB" in profile.locator(".memory").inner_text()
     shot(page, "dashboard.png")
 
     page.select_option("#jobs-verdict", "needs_review")

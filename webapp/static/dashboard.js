@@ -4,7 +4,7 @@ import { api, REDIS_CODES } from "./dq-api.js";
 import { levelChart, queueChart } from "./dq-charts.js";
 import { el, fill } from "./dq-dom.js";
 import { clock } from "./dq-format.js";
-import { renderJobs, renderResult, renderWorkers } from "./dq-views.js";
+import { renderJobs, renderProfiles, renderResult, renderWorkers } from "./dq-views.js";
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = Number(document.body.dataset.pollMs) || 2000;
@@ -113,9 +113,10 @@ function noteProblem(err) {
 
 async function refresh() {
   const now = Date.now();
-  const [statusAnswer, jobsAnswer] = await Promise.allSettled([
+  const [statusAnswer, jobsAnswer, profilesAnswer] = await Promise.allSettled([
     api("/api/v1/quantization/status"),
     api(`/api/v1/jobs?limit=${JOBS_FETCHED}${verdictFilter() ? `&verdict=${verdictFilter()}` : ""}`),
+    api("/api/v1/quantization/profiles"),
   ]);
   const status = statusAnswer.status === "fulfilled" ? statusAnswer.value : null;
   if (status) {
@@ -141,6 +142,10 @@ async function refresh() {
     const filtered = verdictFilter();
     renderJobs($("jobs-body"), jobs.slice(0, JOBS_SHOWN), filtered ? `No recent job with verdict ${filtered.replace("_", " ")}.` : "No job yet.");
     $("jobs-filter-note").textContent = filtered ? `${jobs.length} recent job${jobs.length === 1 ? "" : "s"} with this verdict` : "";
+  }
+  if (profilesAnswer.status === "fulfilled") {
+    const profiles = Array.isArray(profilesAnswer.value.profiles) ? profilesAnswer.value.profiles : [];
+    renderProfiles($("profiles-body"), profiles, "No profile measured yet.");
   }
   prune(now);
   renderQueue(now, status);

@@ -162,3 +162,31 @@ export function renderResult(textNode, factsNode, job) {
     ["Job", text(job.job_id)],
   ].map(([term, value]) => [el("dt", { text: term }), el("dd", {}, value)]));
 }
+
+function number(value, digits) {
+  return isNumber(value) ? value.toFixed(digits) : "–";
+}
+
+function memoryVsEstimate(p) {
+  if (!isNumber(p.resident_mb)) return isNumber(p.estimated_mb) ? `– / ${mb(p.estimated_mb)}` : "–";
+  const error = isNumber(p.estimate_error) ? ` (${p.estimate_error >= 0 ? "+" : ""}${percent(p.estimate_error, 0)})` : "";
+  return `${mb(p.resident_mb)} / ${mb(p.estimated_mb)}${error}`;
+}
+
+export function renderProfiles(tbody, profiles, emptyMessage) {
+  // One row per host, device, model and level; jobs split by kind in the cell's title.
+  if (!profiles.length) {
+    fill(tbody, el("tr", {}, el("td", { colspan: 9, class: "empty", text: emptyMessage })));
+    return;
+  }
+  fill(tbody, profiles.map((p) => el("tr", { "data-model": text(p.model), "data-level": text(p.level), "data-host": text(p.host) },
+    el("td", { text: `${text(p.host)} · ${text(p.device)}` }),
+    el("td", { text: text(p.model) }),
+    el("td", {}, levelBadge(p.level)),
+    el("td", { class: "num jobs", title: `${text(p.real_jobs, "0")} real, ${text(p.calibration_jobs, "0")} calibration, ${text(p.shadow_jobs, "0")} shadow`, text: text(p.jobs, "0") }),
+    el("td", { class: "num", text: number(p.seconds_per_job, 2) }),
+    el("td", { class: "num decode", text: number(p.decode_tokens_per_second, 1) }),
+    el("td", { class: "num memory", text: memoryVsEstimate(p) }),
+    el("td", { class: "num pass-rate", text: percent(p.pass_rate, 0) }),
+    el("td", { class: "num", text: number(p.grade_error, 2) }))));
+}

@@ -31,6 +31,8 @@ class Generation:
     tokens_out: int
     seconds: float
     finish_reason: str
+    prompt_seconds: float | None = None
+    """Time to the first token: reading the prompt (a reused prefix is not read again); None when not measured."""
 
     @property
     def tokens_per_second(self) -> float:

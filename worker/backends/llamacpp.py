@@ -53,8 +53,11 @@ class _Watch:
     def __init__(self, should_stop: StopCheck | None) -> None:
         self.should_stop = should_stop
         self.cancelled = False
+        self.first_at: float | None = None  # when llama.cpp first asked: the prompt has been read
 
     def criterion(self, _ids: Any, _logits: Any) -> bool:
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
         if not self.cancelled and self.should_stop is not None:
             self.cancelled = bool(self.should_stop())
         return self.cancelled
@@ -154,6 +157,7 @@ class LlamaCppModel:
             except JobCancelled:
                 watch.cancelled = True
         seconds = time.perf_counter() - started
+        prompt_seconds = watch.first_at - started if watch.first_at is not None else None
         if watch.cancelled:
             raise JobCancelled("the job was cancelled during generation")
         choice = result["choices"][0]
@@ -165,6 +169,7 @@ class LlamaCppModel:
             int(usage["completion_tokens"]),
             seconds,
             str(choice.get("finish_reason") or "stop"),
+            prompt_seconds,
         )
 
     def close(self) -> None:
