@@ -184,7 +184,7 @@ class ProfileRules:
 
     min_speedup: float = 0.10
     pass_margin: float = 0.05
-    min_jobs: int = 5
+    min_jobs: int = 3
 
 
 def measured(stats: LevelStats | None, rules: ProfileRules) -> bool:

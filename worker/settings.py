@@ -221,7 +221,7 @@ class Settings(BaseSettings):
         le=1,
     )
     profile_min_jobs: int = var(
-        "DYNAQUANT_PROFILE_MIN_JOBS", 5, "measured jobs a level needs before its profile counts", ge=1
+        "DYNAQUANT_PROFILE_MIN_JOBS", 3, "measured jobs a level needs before its profile counts", ge=1
     )
     profile_ttl_days: float = var(
         "DYNAQUANT_PROFILE_TTL_DAYS", 30.0, "days a level profile is kept after its last update", gt=0
