@@ -5,13 +5,15 @@ and where the service's extra time per job goes.
 
 1. Plain loop: `llama_cpp.Llama` on the level's variant file with the worker's context (DYNAQUANT_N_CTX) and
    threads (2), `create_completion` of the service's prompt (worker.simplify.build_prompt), stop strings and
-   max_tokens, greedy, over --jobs paragraphs (bench.paragraphs), after one warm-up call. It runs before and after
-   the service; its jobs/min is the mean of the two.
+   max_tokens, greedy, over --jobs paragraphs (bench.paragraphs), after one warm-up call. It runs first and after
+   each service round (--rounds), so every service batch sits between two loops.
 2. Service: `dynaquant`'s web app and one Celery worker (as bench.service starts them), one warm-up job, then the
    same paragraphs as ONE batch (POST /api/v1/batches) with force_quantization = the level and quality_check
    false (the gate off: equal work; the checker still writes each result's quality report). Jobs/min = jobs
    over first submission to last finish (server clocks). The ratio service / loop is the figure of issue 12
-   (target >= 0.95).
+   (target >= 0.95): each round's service jobs/min over the mean of the loops either side, median over rounds.
+   Also printed: the share of the service's wall time that is llama.cpp generation, which other processes on
+   the shared cores do not move (they slow generation on both sides alike).
 3. Breakdown from the job records: the batch POST and first dispatch, the gap between one job's finish and the
    next one's start (Celery: ack, task events, fetching the next message; the lease release), the worker's time
    per job outside llama.cpp, and llama.cpp's generation time in the service against the loop's.
@@ -161,10 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=24, help="paragraphs in the batch (default 24)")
     parser.add_argument("--level", default="int4", help="the fixed level (default int4)")
     parser.add_argument("--gated", type=int, default=8, help="jobs profiled with the quality gate on (default 8)")
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_JOBS} jobs, 4 gated (noisy)")
+    parser.add_argument("--rounds", type=int, default=3, help="service batches, each between two loops (default 3)")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_JOBS} jobs, 4 gated, 1 round (noisy)")
     parser.add_argument("--no-profile", action="store_true", help="skip the in-process stage profile")
     args = parser.parse_args(argv)
-    jobs, gated = (QUICK_JOBS, 4) if args.quick else (args.jobs, args.gated)
+    jobs, gated, rounds = (QUICK_JOBS, 4, 1) if args.quick else (args.jobs, args.gated, args.rounds)
     paragraphs = [PARAGRAPHS[i % len(PARAGRAPHS)] for i in range(jobs)]
     ensure_variants((args.level,))
     wait_for_quiet(1.0, args.wait_quiet)
@@ -174,27 +177,37 @@ def main(argv: list[str] | None = None) -> int:
     meter = CpuMeter()
     rec.data["cpu_busy_before_percent"] = wait_for_idle_cpu(args.wait_idle)
     print(f"plain loop: {jobs} paragraphs at {args.level}", flush=True)
-    before = plain_loop(args.level, paragraphs)
+    loops = [plain_loop(args.level, paragraphs)]
+    services = []
     with running_service() as svc:
         svc.start_web()
-        print(f"service: {jobs} paragraphs as one batch at {args.level}, gate off", flush=True)
-        service = service_batch(svc, args.level, paragraphs)
-        print("plain loop again", flush=True)
-        after = plain_loop(args.level, paragraphs)
+        for round_ in range(rounds):
+            print(f"round {round_ + 1}/{rounds}: service, {jobs} paragraphs as one batch at {args.level}, gate off; "
+                  "then the plain loop again", flush=True)  # fmt: skip
+            services.append(service_batch(svc, args.level, paragraphs))
+            loops.append(plain_loop(args.level, paragraphs))
         rec.data["others_cpu_percent"] = meter.read()
         stages = None
         if not args.no_profile:
             print("stage profile in this process (gate off, then on)", flush=True)
             stages = profile(svc, args.level, paragraphs, gated)
-    loop_jpm = (before["jobs_per_min"] + after["jobs_per_min"]) / 2
-    same = sum(1 for c, t in zip(before["calls"], service["tokens_out"], strict=True) if c["tokens_out"] == t)
+    # each service round against the mean of the loops run just before and just after it
+    ratios = [
+        s["jobs_per_min"] / ((a["jobs_per_min"] + b["jobs_per_min"]) / 2)
+        for s, a, b in zip(services, loops, loops[1:], strict=False)
+    ]
+    best = services[ratios.index(statistics.median_low(ratios))]
+    same = sum(1 for c, t in zip(loops[0]["calls"], best["tokens_out"], strict=True) if c["tokens_out"] == t)
+    b = best["breakdown"]
     rec.data.update(
-        loop_before=before,
-        loop_after=after,
-        loop_jobs_per_min=loop_jpm,
-        loop_mean_call_s=(before["mean_call_s"] + after["mean_call_s"]) / 2,
-        service=service,
-        ratio=service["jobs_per_min"] / loop_jpm,
+        loops=loops,
+        services=services,
+        round_ratios=ratios,
+        loop_jobs_per_min=statistics.fmean(x["jobs_per_min"] for x in loops),
+        loop_mean_call_s=statistics.fmean(x["mean_call_s"] for x in loops),
+        service=best,
+        ratio=statistics.median_low(ratios),
+        generation_share=b["generation_ms"] / sum(v for k, v in b.items() if k != "median_gap_ms"),
         same_token_counts=same,
         profile=stages,
     )
@@ -205,8 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     headers = ["run", "level", "jobs", "plain loop jobs/min", "service jobs/min", "ratio", f">= {TARGET}"]
     print("\n" + table(headers, summary_rows(runs)))
     print(
-        f"\nloop before / after the service: {before['jobs_per_min']:.1f} / {after['jobs_per_min']:.1f} jobs/min; "
-        f"same token count on {same}/{jobs} paragraphs"
+        "\nplain loop runs: "
+        + " / ".join(f"{x['jobs_per_min']:.1f}" for x in loops)
+        + " jobs/min; service rounds: "
+        + " / ".join(f"{x['jobs_per_min']:.1f}" for x in services)
+        + " jobs/min; ratio per round (against the loops "
+        "either side): " + " / ".join(f"{r:.2f}" for r in ratios) + f"; same token count on {same}/{jobs} paragraphs"
+    )
+    print(
+        f"share of the service's wall time spent in llama.cpp generation: {rec.data['generation_share']:.3f} "
+        "(the ratio the service would reach if its llama.cpp ran as fast as the loop's; other processes on the "
+        "shared cores move the measured ratio far more than that)"
     )
     if stages:
         print("\nWhere the time per job goes\n" + breakdown_table({k: v for k, v in runs.items() if v.get("profile")}))
