@@ -171,7 +171,7 @@ def simplify_text(self: Any, job_id: str, payload: dict[str, Any]) -> dict[str, 
 def brief(outcome: dict[str, Any]) -> dict[str, Any]:
     """What the Celery task returns: the job, its status, level and error, not the result (it is in the job's
     record). Celery formats the return value into its log line and the task-succeeded event of every job."""
-    kept = {k: outcome[k] for k in ("job_id", "status", "error", "skipped") if k in outcome}
+    kept: dict[str, Any] = {k: outcome[k] for k in ("job_id", "status", "error", "skipped") if k in outcome}
     if "result" in outcome:
         kept["level"] = outcome["result"].get("level")
     return kept
