@@ -6,12 +6,15 @@ One worker with the dynamic policy (no force, quality_check false so jobs are sh
 runs a closed-loop stream: one job at a time, the next submitted when the last ends. The worker's memory band
 edges are set by environment (QUANTIZE_MEMORY_COMFORTABLE / _MODERATE / _TIGHT / _CRITICAL) relative to the
 machine's memory in use at the start, so that a modest allocation crosses them whatever the machine's size:
-comfortable below +1.5 GiB, moderate to +2.0, tight to +2.5, critical to +3.0 GiB, emergency above. After
---before seconds a separate process allocates --grab-gib GiB (default 5: into the emergency band, where the
+comfortable below +2.5 GiB (room for other processes' own swings on a shared machine), moderate to +3.0,
+tight to +3.5, critical to +4.0 GiB, emergency above. After
+--before seconds a separate process allocates --grab-gib GiB (default 6: into the emergency band, where the
 decision engine steps down at once; at the tight and critical bands it waits for its hysteresis, 3 decisions)
 and writes every page of it, holds it for --hold seconds, then exits and frees it; the stream runs --after
-seconds more. Printed: each job's start, level and band over time, how long after the squeeze the first job
-ran lower, how long after the release a job ran at the starting level again, and failed jobs (target: none).
+seconds more (and on, up to as long again, until 4 jobs started after the release: moving back up waits for
+the hysteresis, 3 decisions). Printed: each job's start, level and memory reading over time, how long after the
+squeeze the first job ran lower, how long after the release a job ran at the starting level again, and failed
+jobs (target: none).
 The chart is bench/results/squeeze.png. --quick: 10 / 15 / 20 seconds. Writes bench/results/squeeze.json.
 """
 
@@ -30,15 +33,14 @@ from bench.paragraphs import PARAGRAPHS
 from bench.service import Service, running_service
 
 GIB = 1024**3
-EDGES_GIB = {"comfortable": 1.5, "moderate": 2.0, "tight": 2.5, "critical": 3.0}
+EDGES_GIB = {"comfortable": 2.5, "moderate": 3.0, "tight": 3.5, "critical": 4.0}
 """Each band edge, GiB above the memory in use when the benchmark starts."""
 LEVEL_Y = {"fp16": 3, "int8": 2, "int4": 1, "int2": 0}
 GRAB = """
 import sys, time
 size = int(sys.argv[1])
 block = bytearray(size)
-for i in range(0, size, 4096):
-    block[i] = 1
+block[::4096] = b"\\1" * len(range(0, size, 4096))
 print("held", flush=True)
 sys.stdin.read()
 """
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", type=float, default=20.0, help="seconds of stream before the squeeze")
     parser.add_argument("--hold", type=float, default=30.0, help="seconds the memory is held")
     parser.add_argument("--after", type=float, default=30.0, help="seconds of stream after the release")
-    parser.add_argument("--grab-gib", type=float, default=5.0, help="GiB the other process takes (default 5)")
+    parser.add_argument("--grab-gib", type=float, default=6.0, help="GiB the other process takes (default 6)")
     parser.add_argument("--quick", action="store_true", help="10 s before, 15 s held, 20 s after")
     args = parser.parse_args(argv)
     if args.quick:
@@ -194,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
             freed_at = time.time() - t0
             print("released", flush=True)
             time.sleep(args.after)
+            deadline = time.monotonic() + args.after
+            while (
+                time.monotonic() < deadline
+                and sum(1 for r in stream.records if r.get("started_at") and float(r["started_at"]) - t0 >= freed_at)
+                < 4
+            ):
+                time.sleep(0.5)
         finally:
             if grabber is not None and grabber.poll() is None:
                 grabber.kill()
