@@ -296,6 +296,7 @@ def switch_section(sw: dict[str, Any]) -> str:
     labels = {
         "warm": "variant on disk, page cache warm",
         "cold": "variant on disk, page cache dropped",
+        "resident": "to a resident level (decision engine, both loaded)",
         "cached": "level still loaded (kept in the cache)",
         "build_fp16": "variant must be built: -> fp16 (F16)",
         "build_int8": "variant must be built: -> int8 (Q8_0)",
@@ -304,7 +305,7 @@ def switch_section(sw: dict[str, Any]) -> str:
     rows = []
     for key, label in labels.items():
         s = sw["summary"].get(key)
-        if s:
+        if s and s["n"]:
             rows.append([label, s["n"], s["median_switch_s"], s["min_switch_s"], s["max_switch_s"],
                          s["median_first_call_s"]])  # fmt: skip
     return "\n".join(
