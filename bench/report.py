@@ -143,12 +143,13 @@ def loop_section(lp: dict[str, Any]) -> str:
 def workers_section(wk: dict[str, Any]) -> str:
     """jobs/min under dynaquant up with 1, 2 and 4 workers."""
     rows = [
-        [f"--workers {n}", ", ".join(str(t) for t in x["threads"].values()), f"{x['succeeded']}/{x['jobs']}",
-         x["jobs_per_min"], x.get("ratio_to_one"), x["mean_generation_s"]]
+        [f"--workers {n}", x.get("started", n), ", ".join(str(t) for t in x["threads"].values()),
+         f"{x['succeeded']}/{x['jobs']}", x["jobs_per_min"], x.get("ratio_to_one"), x["mean_generation_s"]]
         for n, x in wk["runs"].items()
     ]  # fmt: skip
     return "\n".join([
-        table(["dynaquant up", "threads per worker", "done", "jobs/min", "x 1 worker", "generation s/job"], rows),
+        table(["dynaquant up", "workers started", "threads per worker", "done", "jobs/min", "x 1 worker",
+               "generation s/job"], rows),
         "",
         f"{wk['jobs']} jobs at {wk['level']} as one batch (quality_check false), the real `dynaquant up` on its own "
         f"Redis DB and DYNAQUANT_HOME, DYNAQUANT_THREADS unset ({wk.get('cores')} cores).",

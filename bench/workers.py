@@ -7,8 +7,9 @@ bench.service's DBs on the REDIS_URL server), its own queue, a DYNAQUANT_HOME un
 DYNAQUANT_THREADS unset, so `up` gives each worker its share of the cores as it does for a user. Once every
 worker's heartbeat is in, one warm-up job per worker loads the model, then --jobs paragraphs go as ONE batch
 (force int4, quality_check false: the same work in every run). Jobs/min = jobs over first submission to last
-finish. Printed: jobs/min per worker count, the ratio to 1 worker (target: >= 0.95 for every count), and the
-threads each worker reports in its status. Writes bench/results/workers.json.
+finish. Printed: jobs/min per worker count, the ratio to 1 worker (target: >= 0.95 for every count), the
+workers `up` started (it caps more workers than cores to one per core) and the threads each reports in its
+status. Writes bench/results/workers.json.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from bench.common import (
 from bench.overhead import job_body
 from bench.paragraphs import PARAGRAPHS
 from bench.service import Service, claim_redis_db
+from dynaquant.up import worker_count
 from tests.processes import answers, free_port, wait_until
+from worker.settings import Settings
 
 TARGET = 0.95
 QUICK_JOBS = 8
@@ -70,8 +73,9 @@ def run_up(workers: int, jobs: int, level: str) -> dict[str, Any]:
                                 start_new_session=True)  # fmt: skip
         try:
             wait_until(lambda: answers(svc.url("/healthz")), 120, "the web app of dynaquant up")
-            wait_until(lambda: len(client.keys("dq:worker:*")) >= workers, 180, f"{workers} worker heartbeats")
-            warm = [svc.submit(job_body(PARAGRAPHS[-1 - i], level, quality_check=False)) for i in range(workers)]
+            started, capped = worker_count(workers, Settings(threads=None))
+            wait_until(lambda: len(client.keys("dq:worker:*")) >= started, 180, f"{started} worker heartbeats")
+            warm = [svc.submit(job_body(PARAGRAPHS[-1 - i], level, quality_check=False)) for i in range(started)]
             svc.wait_jobs(warm, timeout=300)
             threads = sorted(
                 (w["worker"], w.get("threads")) for w in svc.status().get("workers", []) if isinstance(w, dict)
@@ -95,6 +99,8 @@ def run_up(workers: int, jobs: int, level: str) -> dict[str, Any]:
         per_worker[str(r.get("worker"))] = per_worker.get(str(r.get("worker")), 0) + 1
     return {
         "workers": workers,
+        "started": started,
+        "capped": capped,
         "jobs": jobs,
         "succeeded": len(done),
         "span_s": span,
@@ -133,12 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     for r in runs.values():
         r["ratio_to_one"] = r["jobs_per_min"] / base if base and r["jobs_per_min"] else None
     rows = [
-        [f"--workers {n}", ", ".join(str(t) for t in r["threads"].values()), f"{r['succeeded']}/{r['jobs']}",
+        [f"--workers {n}", r.get("started", n), ", ".join(str(t) for t in r["threads"].values()),
+         f"{r['succeeded']}/{r['jobs']}",
          r["jobs_per_min"], r["ratio_to_one"], r["mean_generation_s"],
          None if r["ratio_to_one"] is None else ("yes" if r["ratio_to_one"] >= TARGET else "no")]
         for n, r in runs.items()
     ]  # fmt: skip
-    headers = ["dynaquant up", "threads per worker", "done", "jobs/min", "x 1 worker", "generation s/job", ">= 0.95"]
+    headers = ["dynaquant up", "workers started", "threads per worker", "done", "jobs/min", "x 1 worker",
+               "generation s/job", ">= 0.95"]  # fmt: skip
     print(f"\n{jobs} jobs at {args.level}, one batch, {os.cpu_count()} cores\n" + table(headers, rows))
     rec.save()
     return 0
