@@ -158,9 +158,9 @@ def workers_section(wk: dict[str, Any]) -> str:
 
 def squeeze_section(sq: dict[str, Any]) -> str:
     """Levels before, during and after the squeeze."""
-    lv = sq["levels"]
+    lv, start = sq["levels"], sq.get("squeeze_at_s", sq["held_at_s"])
     return (
-        f"Another process took {sq['grab_gib']:g} GiB of {sq['total_gib']:.1f} GiB from {sq['held_at_s']:.1f} s to "
+        f"Another process took {sq['grab_gib']:g} GiB of {sq['total_gib']:.1f} GiB from {start:.1f} s to "
         f"{sq['freed_at_s']:.1f} s while a dynamic worker ran one job after another (band edges set by environment "
         f"{sq['edges_gib_above_start']} GiB above the {sq['used_gib_at_start']:.1f} GiB in use at the start). "
         f"Levels before: {lv['before']}; during: {lv['squeeze']}; after: {lv['after']}. "
