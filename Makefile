@@ -44,7 +44,10 @@ bench: install
 	$(PY) -m bench.bandwidth
 	$(PY) -m bench.switch
 	$(PY) -m bench.overhead
+	$(PY) -m bench.loop
+	$(PY) -m bench.workers
 	$(PY) -m bench.serving
+	$(PY) -m bench.squeeze
 	$(PY) -m bench.quality
 	$(PY) -m bench.report
 

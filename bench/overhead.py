@@ -48,8 +48,9 @@ from bench.service import Service, running_service
 DEFAULT_LEVELS = ("int4", "fp16")
 
 
-def job_body(p: Paragraph, level: str | None = None) -> dict[str, Any]:
-    """The API body for a paragraph (forced to a level when given)."""
+def job_body(p: Paragraph, level: str | None = None, quality_check: bool | None = None) -> dict[str, Any]:
+    """The API body for a paragraph (forced to a level when given; the quality gate as the service's default
+    unless quality_check says)."""
     body: dict[str, Any] = {
         "text": p.text,
         "grade_level": p.grade_level,
@@ -58,6 +59,8 @@ def job_body(p: Paragraph, level: str | None = None) -> dict[str, Any]:
     }
     if level is not None:
         body["force_quantization"] = level
+    if quality_check is not None:
+        body["quality_check"] = quality_check
     return body
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.common import LEVEL_ORDER, RESULTS, ROOT, fmt, python, read_result, table, wait_for_quiet
 
-BENCHMARKS = ("levels", "bandwidth", "switch", "overhead", "serving", "quality")
+BENCHMARKS = ("levels", "bandwidth", "switch", "overhead", "loop", "workers", "serving", "squeeze", "quality")
 DOC = ROOT / "docs" / "benchmarks.md"
 IMG = ROOT / "docs" / "img"
 MB = 1024 * 1024
@@ -80,6 +80,92 @@ def targets(r: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     else:
         add("decode at int4 >= 60% of the bandwidth ceiling", "-", None, "-")
     return table(["target", "measured", "verdict", "margin"], rows), out
+
+
+def issue12_targets(r: dict[str, Any]) -> str:
+    """Issue 12's targets, judged from the loop, workers, serving, squeeze and switch results."""
+    rows: list[list[str]] = []
+
+    def add(name: str, measured: str, ok: bool | None) -> None:
+        rows.append([name, measured, verdict(ok)])
+
+    lp = r.get("loop")
+    if lp:
+        add("service at fixed int4 >= 0.95x a plain llama-cpp-python loop (jobs/min)",
+            f"{lp['ratio']:.2f}x ({lp['service']['jobs_per_min']:.1f} vs {lp['loop_jobs_per_min']:.1f}); "
+            f"{lp.get('generation_share', 0):.3f} of the service's wall time in generation"
+            + (" (quick run)" if lp.get("quick") else ""), lp["ratio"] >= 0.95)  # fmt: skip
+    wk = r.get("workers")
+    if wk and wk.get("runs"):
+        others = {n: x for n, x in wk["runs"].items() if n != "1" and x.get("ratio_to_one") is not None}
+        measured = ", ".join(f"{n} workers {x['ratio_to_one']:.2f}x" for n, x in others.items())
+        measured += " (quick run)" if wk.get("quick") else ""
+        ok = all(x["ratio_to_one"] >= 0.95 for x in others.values()) if others else None
+        add("dynaquant up --workers 2 and 4 >= 0.95x one worker", measured, ok)
+    sv = r.get("serving")
+    for kind in ("burst", "poisson"):
+        for c in (sv or {}).get("checks", {}).get(kind, []):
+            add(f"{kind}: {c['check']}", c["measured"] + (" (quick run)" if sv.get("quick") else ""), c["passed"])
+    sq = r.get("squeeze")
+    for c in (sq or {}).get("checks", []):
+        add(f"memory squeeze: {c['check']}", c["measured"] + (" (quick run)" if sq.get("quick") else ""), c["passed"])
+    sw = r.get("switch")
+    for c in (sw or {}).get("checks", []):
+        add(c["check"], c["measured"], c["passed"])
+    return table(["target", "measured", "verdict"], rows) if rows else "Not measured yet."
+
+
+def loop_section(lp: dict[str, Any]) -> str:
+    """Service against the plain loop, and the per-job breakdown."""
+    from bench.loop import breakdown_table, summary_rows
+
+    runs = {"this run": lp}
+    parts = [
+        table(["run", "level", "jobs", "plain loop jobs/min", "service jobs/min", "ratio", ">= 0.95"],
+              summary_rows(runs)),
+        "",
+        f"Service rounds {', '.join(f'{x:.2f}' for x in lp.get('round_ratios', []))} (each against the loops either "
+        f"side); share of the service's wall time in llama.cpp generation: {lp.get('generation_share', 0):.3f}. "
+        f"{lp['jobs']} paragraphs as one batch, force {lp['level']}, quality_check false (equal work; the checker "
+        "still writes each result's report); the loop is `llama_cpp.Llama.create_completion` with the same prompt, "
+        "stops, max_tokens, context and threads.",
+    ]  # fmt: skip
+    if lp.get("profile"):
+        parts += ["", "Where a job's time goes (ms per job):", "", breakdown_table(runs)]
+        on = lp["profile"].get("gate_on")
+        if on:
+            parts += ["", f"With the quality gate on ({on['jobs']} jobs): the checker takes "
+                      f"{on['per_job_ms']['quality']:.1f} ms per job, {on['calls_per_job'].get('generation', 0):.2f} "
+                      f"drafts per job, run_job {on['per_job_ms']['total']:.0f} ms per job."]  # fmt: skip
+    return "\n".join(parts)
+
+
+def workers_section(wk: dict[str, Any]) -> str:
+    """jobs/min under dynaquant up with 1, 2 and 4 workers."""
+    rows = [
+        [f"--workers {n}", x.get("started", n), ", ".join(str(t) for t in x["threads"].values()),
+         f"{x['succeeded']}/{x['jobs']}", x["jobs_per_min"], x.get("ratio_to_one"), x["mean_generation_s"]]
+        for n, x in wk["runs"].items()
+    ]  # fmt: skip
+    return "\n".join([
+        table(["dynaquant up", "workers started", "threads per worker", "done", "jobs/min", "x 1 worker",
+               "generation s/job"], rows),
+        "",
+        f"{wk['jobs']} jobs at {wk['level']} as one batch (quality_check false), the real `dynaquant up` on its own "
+        f"Redis DB and DYNAQUANT_HOME, DYNAQUANT_THREADS unset ({wk.get('cores')} cores).",
+    ])  # fmt: skip
+
+
+def squeeze_section(sq: dict[str, Any]) -> str:
+    """Levels before, during and after the squeeze."""
+    lv, start = sq["levels"], sq.get("squeeze_at_s", sq["held_at_s"])
+    return (
+        f"Another process took {sq['grab_gib']:g} GiB of {sq['total_gib']:.1f} GiB from {start:.1f} s to "
+        f"{sq['freed_at_s']:.1f} s while a dynamic worker ran one job after another (band edges set by environment "
+        f"{sq['edges_gib_above_start']} GiB above the {sq['used_gib_at_start']:.1f} GiB in use at the start). "
+        f"Levels before: {lv['before']}; during: {lv['squeeze']}; after: {lv['after']}. "
+        f"Failed jobs: {sum(1 for j in sq['jobs'] if j['status'] != 'succeeded')} of {len(sq['jobs'])}."
+    )
 
 
 def levels_section(lv: dict[str, Any]) -> str:
@@ -211,6 +297,7 @@ def switch_section(sw: dict[str, Any]) -> str:
     labels = {
         "warm": "variant on disk, page cache warm",
         "cold": "variant on disk, page cache dropped",
+        "resident": "to a resident level (decision engine, both loaded)",
         "cached": "level still loaded (kept in the cache)",
         "build_fp16": "variant must be built: -> fp16 (F16)",
         "build_int8": "variant must be built: -> int8 (Q8_0)",
@@ -219,7 +306,7 @@ def switch_section(sw: dict[str, Any]) -> str:
     rows = []
     for key, label in labels.items():
         s = sw["summary"].get(key)
-        if s:
+        if s and s["n"]:
             rows.append([label, s["n"], s["median_switch_s"], s["min_switch_s"], s["max_switch_s"],
                          s["median_first_call_s"]])  # fmt: skip
     return "\n".join(
@@ -480,6 +567,10 @@ def write_doc(results: dict[str, Any]) -> str:
         "",
         target_table,
         "",
+        "## Targets (issue 12)",
+        "",
+        issue12_targets(results),
+        "",
     ]
     if "levels" in results:
         parts += ["## Levels", "", levels_section(results["levels"]), ""]
@@ -487,10 +578,16 @@ def write_doc(results: dict[str, Any]) -> str:
         parts += ["## Memory bandwidth and the decode ceiling", "", bandwidth_section(results["bandwidth"]), ""]
     if "overhead" in results:
         parts += ["## Service overhead and API enqueue", "", overhead_section(results["overhead"]), ""]
+    if "loop" in results:
+        parts += ["## Service against a plain llama-cpp-python loop", "", loop_section(results["loop"]), ""]
+    if "workers" in results and results["workers"].get("runs"):
+        parts += ["## Workers sharing the host's cores", "", workers_section(results["workers"]), ""]
     if "switch" in results:
         parts += ["## Level switch", "", switch_section(results["switch"]), ""]
     if "serving" in results:
         parts += ["## Serving: burst and Poisson stream", "", serving_section(results["serving"]), ""]
+    if "squeeze" in results:
+        parts += ["## Memory squeeze", "", squeeze_section(results["squeeze"]), ""]
     if "quality" in results:
         from bench.quality import report_section
 

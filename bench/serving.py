@@ -3,19 +3,24 @@
     .venv/bin/python -m bench.serving [--burst 40] [--poisson-seconds 60] [--rate-factor 1.5] [--policies ...]
 
 One Celery worker (solo pool, llama.cpp on 2 threads: the machine has 2 cores) and the web app under gunicorn,
-on their own Redis DB. Policies: fixed fp16, fixed int4, fixed int2 (every job sends force_quantization) and
-dynamic (no force: the worker's decision engine with its defaults, hysteresis of 3 decisions or 30 s).
+on their own Redis DB. Policies: fixed fp16, int8, int4 and int2 (every job sends force_quantization) and
+dynamic (no force: the worker's decision engine with its defaults, hysteresis of 3 decisions or 30 s). The
+quality gate is on (the service's default): a draft that fails the checker is retried within its budget.
 For each policy a fresh worker starts, one warm-up job loads its first model (not counted), then:
 (a) burst: --burst jobs in one POST /api/v1/batches (paragraphs of bench.paragraphs in turn);
 (b) Poisson: a fresh worker again, one warm-up job, then jobs sent open-loop at exponential gaps for
     --poisson-seconds at rate = --rate-factor x fixed fp16's burst throughput (the same seeded arrival times
     and paragraphs for every policy), then up to --drain seconds for the queue to empty.
 Per run: jobs/min (succeeded jobs over first submission to last finish), latency p50/p95/max (created_at to
-finished_at, server clocks), mean quality (ROUGE-L F1 of each output against the fp16 reference output of its
+finished_at, server clocks), the quality-gate pass rate (share of results whose quality verdict is `pass`) and
+drafts per job, mean quality (ROUGE-L F1 of each output against the fp16 reference output of its
 paragraph, bench/results/reference.json from bench.levels; fp16 outputs are made here if it is missing), the
 levels used, and re-optimisations (job results' `reoptimized` field, and /metrics). /api/v1/quantization/status
 is sampled every 0.5 s; the dynamic runs are plotted (queue depth and level over time) to
-bench/results/serving_dynamic_<run>.png. Writes bench/results/serving.json.
+bench/results/serving_dynamic_<run>.png. Then issue 12's checks, for the burst and the stream: dynamic's
+jobs/min >= 0.97x the best fixed level's, its p95 <= that level's p95 x 1.10, its pass rate within 3 points of
+fixed fp16's. --quick: a burst of 8 and 20 s of arrivals (checks the benchmark runs; figures are noise).
+Writes bench/results/serving.json.
 """
 
 from __future__ import annotations
@@ -49,7 +54,18 @@ from bench.overhead import job_body
 from bench.paragraphs import PARAGRAPHS
 from bench.service import Service, running_service
 
-POLICIES: dict[str, str | None] = {"fixed-fp16": "fp16", "fixed-int4": "int4", "fixed-int2": "int2", "dynamic": None}
+POLICIES: dict[str, str | None] = {
+    "fixed-fp16": "fp16",
+    "fixed-int8": "int8",
+    "fixed-int4": "int4",
+    "fixed-int2": "int2",
+    "dynamic": None,
+}
+QUICK = {"burst": 8, "poisson_seconds": 20.0, "drain": 60.0}
+"""--quick: a burst of 8 and 20 s of Poisson arrivals (noisy; checks that the benchmark works)."""
+SPEED_MARGIN = 0.97
+P95_MARGIN = 1.10
+PASS_RATE_POINTS = 3.0
 LEVEL_Y = {"fp16": 3, "int8": 2, "int4": 1, "int2": 0}
 SAMPLE_SECONDS = 0.5
 SEED = 20240611
@@ -134,6 +150,7 @@ def summarize(records: dict[str, dict[str, Any]], pids: dict[str, str], referenc
     )
     quality = [rouge_l_f1(r["result"]["text"], reference[pids[r["job_id"]]]) for r in done]
     levels = collections.Counter(r["result"]["level"] for r in done)
+    verdicts = [(r["result"].get("quality") or {}).get("verdict") for r in done]
     return {
         "submitted": len(pids),
         "succeeded": len(done),
@@ -144,6 +161,10 @@ def summarize(records: dict[str, dict[str, Any]], pids: dict[str, str], referenc
         "p95_s": percentile(latencies, 95),
         "max_s": max(latencies, default=None),
         "mean_quality": statistics.fmean(quality) if quality else None,
+        "pass_rate": 100 * sum(1 for v in verdicts if v == "pass") / len(done) if done else None,
+        "drafts_per_job": statistics.fmean(int((r["result"].get("gate") or {}).get("drafts", 1)) for r in done)
+        if done
+        else None,
         "levels": dict(sorted(levels.items(), key=lambda kv: LEVEL_Y[kv[0]], reverse=True)),
         "reoptimizations": sum(1 for r in done if r["result"].get("reoptimized")),
         "mean_tokens_out": statistics.fmean(r["result"]["tokens_out"] for r in done) if done else None,
@@ -306,6 +327,8 @@ def results_table(runs: dict[str, dict[str, Any]]) -> str:
                 s["p50_s"],
                 s["p95_s"],
                 s["max_s"],
+                s.get("pass_rate"),
+                s.get("drafts_per_job"),
                 s["mean_quality"],
                 ", ".join(f"{k} {v}" for k, v in s["levels"].items()),
                 s["reoptimizations"],
@@ -315,10 +338,51 @@ def results_table(runs: dict[str, dict[str, Any]]) -> str:
             ]
         )
     headers = [
-        "policy", "done", "jobs/min", "p50 s", "p95 s", "max s", "ROUGE-L vs fp16", "levels used", "re-opts",
+        "policy", "done", "jobs/min", "p50 s", "p95 s", "max s", "gate pass %", "drafts/job", "ROUGE-L vs fp16",
+        "levels used", "re-opts",
         "tokens out", "generation s", "others' CPU %",
     ]  # fmt: skip
     return table(headers, rows)
+
+
+def checks(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 12's three checks of one run kind (burst or Poisson): dynamic against the best fixed level and fp16."""
+    s = {p: r["summary"] for p, r in runs.items()}
+    fixed = [p for p in s if p.startswith("fixed-") and s[p]["jobs_per_min"]]
+    if "dynamic" not in s or not fixed or not s["dynamic"]["jobs_per_min"]:
+        return []
+    d = s["dynamic"]
+    best = max(fixed, key=lambda p: s[p]["jobs_per_min"])
+    b = s[best]
+    speed = d["jobs_per_min"] / b["jobs_per_min"]
+    out = [
+        {
+            "check": f"dynamic jobs/min >= {SPEED_MARGIN}x the best fixed level's ({best})",
+            "measured": f"{d['jobs_per_min']:.1f} vs {b['jobs_per_min']:.1f} ({speed:.2f}x)",
+            "passed": speed >= SPEED_MARGIN,
+        },
+        {
+            "check": f"dynamic p95 <= {best}'s p95 x {P95_MARGIN:.2f}",
+            "measured": f"{d['p95_s']:.1f} s vs {b['p95_s']:.1f} s",
+            "passed": d["p95_s"] is not None and b["p95_s"] is not None and d["p95_s"] <= P95_MARGIN * b["p95_s"],
+        },
+    ]
+    if "fixed-fp16" in s and s["fixed-fp16"].get("pass_rate") is not None and d.get("pass_rate") is not None:
+        f16 = s["fixed-fp16"]["pass_rate"]
+        out.append(
+            {
+                "check": f"dynamic gate pass rate within {PASS_RATE_POINTS:g} points of fixed fp16's",
+                "measured": f"{d['pass_rate']:.1f}% vs {f16:.1f}% ({d['pass_rate'] - f16:+.1f} points)",
+                "passed": d["pass_rate"] >= f16 - PASS_RATE_POINTS,
+            }
+        )
+    return out
+
+
+def checks_table(found: list[dict[str, Any]]) -> str:
+    """The checks as a table with pass / FAIL."""
+    return table(["check", "measured", "result"], [[c["check"], c["measured"], "pass" if c["passed"] else "FAIL"]
+                                                   for c in found])  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,7 +394,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain", type=float, default=120.0, help="seconds to wait for the queue after arrivals")
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated subset of the policies")
     parser.add_argument("--no-poisson", action="store_true", help="burst only")
+    parser.add_argument("--quick", action="store_true", help="burst 8, Poisson 20 s, drain 60 s (noisy)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.burst, args.poisson_seconds, args.drain = QUICK["burst"], QUICK["poisson_seconds"], QUICK["drain"]
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     ensure_variants()
     reference = reference_outputs()
@@ -344,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         poisson_seconds=args.poisson_seconds,
         rate_factor=args.rate_factor,
         policies={p: POLICIES[p] or "no force (decision engine defaults)" for p in policies},
+        quality_gate=True,
+        quick=args.quick,
     )
     bursts: dict[str, dict[str, Any]] = {}
     poissons: dict[str, dict[str, Any]] = {}
@@ -377,6 +446,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{p['capacity_basis_jobs_per_min']:.1f}) for {args.poisson_seconds:g} s, {p['jobs']} jobs\n"
             + results_table(poissons)
         )
+    rec.data["checks"] = {"burst": checks(bursts), "poisson": checks(poissons)}
+    for kind, found in rec.data["checks"].items():
+        if found:
+            print(f"\nIssue 12 checks, {kind}" + (" (--quick: noise, not a verdict)" if args.quick else "") + "\n"
+                  + checks_table(found))  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     plots = {}
     for kind, runs in (("burst", bursts), ("poisson", poissons)):

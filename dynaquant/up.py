@@ -5,7 +5,8 @@ exits, its running job is requeued at once (worker/recovery.py) and its heartbea
 seconds the supervisor also sweeps for jobs of workers that died elsewhere and publishes the state of its
 processes to Redis (worker/service_state.py), where /readyz, the status API and the dashboard read it.
 Workers started together share the host's cores: each gets its share as DYNAQUANT_THREADS (unless that is
-set), so that together they run one llama.cpp thread per core. Pinning each worker to its own cores as
+set), so that together they run one llama.cpp thread per core; more workers than cores are capped to one per
+core (with a warning), unless DYNAQUANT_THREADS is set. Pinning each worker to its own cores as
 well (sched_setaffinity) measured no better on a shared 2-core machine (73 and 48 against 75 jobs/min, 16
 int4 jobs on 2 workers) and leaves a pinned worker stuck behind any other busy process on its core.
 """
@@ -27,7 +28,7 @@ import redis
 from dynaquant.supervisor import Child, Supervisor
 from worker import recovery, service_state, status
 from worker.contracts import SupervisorState
-from worker.settings import Settings, get_settings
+from worker.settings import Settings, available_cores, get_settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 FLOWER_ADDRESS = "127.0.0.1"
@@ -122,6 +123,19 @@ WORKER_HINT = (
 )
 
 
+def worker_count(requested: int, settings: Settings) -> tuple[int, str | None]:
+    """How many workers to start, and why fewer than asked: with more workers than cores (DYNAQUANT_THREADS unset)
+    each would run one thread and they would only take turns on the cores, which measured slower than one worker
+    per core (bench.workers, 2 cores: 4 workers 0.94x one worker, 2 workers 1.19x). DYNAQUANT_THREADS set: as asked."""
+    cores = available_cores()
+    if settings.threads or requested <= cores:
+        return requested, None
+    return cores, (
+        f"--workers {requested} on {cores} cores: starting {cores} (one per core); more workers than cores only take "
+        f"turns on them and finish fewer jobs. Set DYNAQUANT_THREADS to start {requested} anyway"
+    )
+
+
 def worker_children(workers: int, loglevel: str, settings: Settings) -> list[Child]:
     """The worker processes, each running as many llama.cpp threads as its share of the cores (or DYNAQUANT_THREADS)."""
     children = []
@@ -197,7 +211,10 @@ def run_up(host: str, port: int, workers: int, flower_port: int | None, data_dir
             wait_for_redis(url)
         service = Service(url, supervisor, f"http://{host}:{port}", settings)
         supervisor.on_exit, supervisor.on_tick = service.on_exit, service.tick
-        for child in worker_children(workers, loglevel, settings):
+        count, capped = worker_count(workers, settings)
+        if capped:
+            print(capped, file=sys.stderr, flush=True)
+        for child in worker_children(count, loglevel, settings):
             supervisor.add(child)
         web_hint = f"check its log above (is port {port} free?); without the web app there is no API"
         supervisor.add(Child("web", "web", web_argv(host, port, threads=8), None, web_hint, essential=True))

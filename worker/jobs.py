@@ -10,6 +10,7 @@ REQUEUE, a claim that checks the job is still the dead worker's and moves its br
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -76,7 +77,7 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[3], 
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 redis.call('SREM', KEYS[3], ARGV[6])
-return 'ok'
+return 'ok:' .. (redis.call('HGET', KEYS[1], 'created_at') or '')
 """
 
 _RENEW = """
@@ -249,14 +250,14 @@ class JobStore:
 
     def succeed(self, job_id: str, result: JobResult) -> bool:
         """Store a job's result unless it already ended; True when this call stored it."""
-        stored = self._end(job_id, "succeeded", "result", result.model_dump_json())
-        if stored:
-            self._observe(job_id, result)
-        return stored
+        latency = self._end(job_id, "succeeded", "result", result.model_dump_json())
+        if latency is not None and not math.isnan(latency):  # NaN: no creation time, nothing to count
+            self._observe(latency, result)
+        return latency is not None
 
     def fail(self, job_id: str, code: str, message: str) -> bool:
         """Store a job's error unless it already ended; True when this call stored it."""
-        return self._end(job_id, "failed", "error", JobError(code=code, message=message).model_dump_json())
+        return self._end(job_id, "failed", "error", JobError(code=code, message=message).model_dump_json()) is not None
 
     def cancel(self, job_id: str) -> str:
         """Cancel a queued or running job; returns the status after the call ('missing' if unknown)."""
@@ -336,18 +337,21 @@ class JobStore:
         """Count a model changing level in some worker."""
         self.client.incr(REOPT_KEY)
 
-    def _end(self, job_id: str, status: str, field: str, value: str) -> bool:
+    def _end(self, job_id: str, status: str, field: str, value: str) -> float | None:
+        """Store a terminal status unless the job already ended; None when it had, else its latency in seconds
+        (NaN when its creation time is unknown). One round trip: the script answers with created_at."""
+        now = time.time()
         answer = self._finish(
-            keys=[JOB_KEY.format(job_id), COUNTS_KEY, RUNNING_KEY],
-            args=[status, time.time(), field, value, self.ttl, job_id],
+            keys=[JOB_KEY.format(job_id), COUNTS_KEY, RUNNING_KEY], args=[status, now, field, value, self.ttl, job_id]
         )
-        return (answer.decode() if isinstance(answer, bytes) else answer) == "ok"
+        text = answer.decode() if isinstance(answer, bytes) else str(answer)
+        if not text.startswith("ok:"):
+            return None
+        created = text.removeprefix("ok:")
+        return now - float(created) if created else float("nan")
 
-    def _observe(self, job_id: str, result: JobResult) -> None:
-        record = self.client.hmget(JOB_KEY.format(job_id), ["created_at", "finished_at"])
-        if not all(record):
-            return
-        latency = float(record[1]) - float(record[0])  # type: ignore[arg-type]
+    def _observe(self, latency: float, result: JobResult) -> None:
+        """Count a succeeded job in the latency histogram, by level and by verdict, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         for bound in LATENCY_BUCKETS:
             if latency <= bound:

@@ -241,7 +241,11 @@ def assemble(
     """
     output = join_document(parts, [r.draft.text for r in results])
     paragraphs = paragraph_results(parts, results, grade)
-    report = quality.combine(quality.check(source, output, grade), [p.quality for p in paragraphs])
+    # One part: its report is the text's (the gate checked that very draft); only a document is checked whole.
+    if len(parts) == 1:
+        report = results[0].report
+    else:
+        report = quality.combine(quality.check(source, output, grade), [p.quality for p in paragraphs])
     first = results[0].drafts[0]  # the first attempt: where the job started, what loading it cost
     drafts = [d for r in results for d in r.drafts]
     seconds = sum(d.generation.seconds for d in drafts)

@@ -166,4 +166,13 @@ def simplify_text(self: Any, job_id: str, payload: dict[str, Any]) -> dict[str, 
         # Another live worker runs this job: look again once its lease could have run out.
         log.info("job %s is running on %s; deferred, not run twice", job_id, outcome.get("held_by"))
         raise self.retry(countdown=runtime.settings.heartbeat_ttl)
-    return outcome
+    return brief(outcome)
+
+
+def brief(outcome: dict[str, Any]) -> dict[str, Any]:
+    """What the Celery task returns: the job, its status, level and error, not the result (it is in the job's
+    record). Celery formats the return value into its log line and the task-succeeded event of every job."""
+    kept: dict[str, Any] = {k: outcome[k] for k in ("job_id", "status", "error", "skipped") if k in outcome}
+    if "result" in outcome:
+        kept["level"] = outcome["result"].get("level")
+    return kept

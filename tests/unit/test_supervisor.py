@@ -11,7 +11,7 @@ import pytest
 
 from dynaquant import supervisor
 from dynaquant.supervisor import Child, Supervisor, restart_delay
-from dynaquant.up import worker_children
+from dynaquant.up import worker_children, worker_count
 from worker.contracts import ServiceSummary, SupervisorState
 from worker.settings import Settings, available_cores, split_evenly
 
@@ -75,3 +75,11 @@ def test_workers_split_the_cores_between_them() -> None:
     children = worker_children(2, "INFO", Settings())
     assert [c.threads for c in children] == [int(c.env["DYNAQUANT_THREADS"]) for c in children if c.env]
     assert [c.snapshot().threads for c in children] == split_evenly(available_cores(), 2)
+
+
+def test_more_workers_than_cores_are_capped_to_one_per_core_unless_threads_are_set() -> None:
+    cores = available_cores()
+    assert worker_count(cores, Settings()) == (cores, None)
+    count, warning = worker_count(cores + 2, Settings())
+    assert count == cores and warning is not None and "DYNAQUANT_THREADS" in warning
+    assert worker_count(cores + 2, Settings(threads=1)) == (cores + 2, None), "DYNAQUANT_THREADS set: as asked"
