@@ -247,6 +247,33 @@ def apply_profile(
     return kept, reasons
 
 
+def skip_dominated(
+    level: str, profiles: Mapping[str, LevelStats], rules: ProfileRules, supported: Iterable[str] = LEVELS
+) -> tuple[str, list[str]]:
+    """Step below a level that buys nothing on this host: the next lower level is measurably faster and passes as often.
+
+    This holds at any load: a level that is slower and no better is never the right choice. Quality allows no
+    margin here (that is only for steps taken for load). Without measured profiles `level` is returned.
+    """
+    runnable = [lvl for lvl in LEVELS[rank(level) + 1 :] if lvl in set(supported)]
+    kept, reasons = level, []
+    for lower in runnable:
+        low, high = profiles.get(lower), profiles.get(kept)
+        if not (measured(low, rules) and measured(high, rules)) or low is None or high is None:
+            break
+        low_s, high_s, low_p, high_p = low.seconds_per_job, high.seconds_per_job, low.pass_rate, high.pass_rate
+        if low_s is None or high_s is None or low_p is None or high_p is None:
+            break
+        if low_s > high_s * (1.0 - rules.min_speedup) or low_p < high_p:
+            break
+        reasons.append(
+            f"{kept} skipped: {lower} is faster on this host ({low_s:.2f} s vs {high_s:.2f} s per job) "
+            f"and passes as often ({low_p:.0%} vs {high_p:.0%})"
+        )
+        kept = lower
+    return kept, reasons
+
+
 def measured_bytes(estimates: Mapping[str, int], profiles: Mapping[str, LevelStats]) -> dict[str, int]:
     """Each level's expected footprint: the measured resident bytes where a profile has them, else the estimate."""
     sized = dict(estimates)

@@ -126,7 +126,8 @@ class DynamicQuantizationManager:
         if policy.rank(matrix) > policy.rank(estimated):
             reasons.append(f"{estimated} does not fit its measured footprint here: {matrix} for memory")
         level, weighed = policy.apply_profile(matrix, unloaded, profiles, self.profile_rules, supported)
-        return PressureLevel(level, matrix, tuple(reasons + weighed))
+        level, dominated = policy.skip_dominated(level, profiles, self.profile_rules, supported)
+        return PressureLevel(level, matrix, tuple(reasons + weighed + dominated))
 
     def decide_for_model(
         self,

@@ -255,3 +255,40 @@ def test_hysteresis_is_named_in_the_choice() -> None:
     decision = m.decide_for_model("m", ESTIMATES, 0, Request(), LEVELS, now=1)
     assert decision.level == "fp16" and decision.held_back
     assert m.level_choices()["m"].reasons[-1] == "held at fp16: int2 must hold a while first (hysteresis)"
+
+
+@given(level=levels, profiles=profile_maps)
+def test_a_dominated_level_is_left_only_for_a_faster_level_that_passes_as_often(
+    level: str, profiles: dict[str, LevelStats]
+) -> None:
+    chosen, reasons = policy.skip_dominated(level, profiles, RULES)
+    assert rank(chosen) >= rank(level) and len(reasons) == rank(chosen) - rank(level)
+    for higher, lower in zip(
+        LEVELS[rank(level) : rank(chosen)], LEVELS[rank(level) + 1 : rank(chosen) + 1], strict=True
+    ):
+        low, high = profiles[lower], profiles[higher]
+        assert low.jobs >= RULES.min_jobs and high.jobs >= RULES.min_jobs
+        assert low.seconds_per_job is not None and high.seconds_per_job is not None
+        assert low.seconds_per_job <= high.seconds_per_job * 0.9, "at least the speedup faster"
+        assert low.pass_rate is not None and high.pass_rate is not None and low.pass_rate >= high.pass_rate
+
+
+def test_with_no_load_a_level_that_buys_nothing_here_is_skipped() -> None:
+    m = manager(Readings(used_fraction=0.1, queued=0))  # the matrix says fp16
+    m.profile_source = lambda model: flat(
+        {"fp16": 0.86, "int8": 0.60, "int4": 0.63, "int2": 0.64},
+        {"fp16": 0.0, "int8": 0.04, "int4": 0.05, "int2": 0.01},
+    )
+    decision = m.decide_for_model("m", ESTIMATES, 0, Request(), LEVELS)
+    assert (decision.level, decision.matrix_level) == ("int8", "fp16")
+    assert "fp16 skipped: int8 is faster on this host (0.60 s vs 0.86 s per job) and passes as often (4% vs 0%)" in (
+        decision.reasons
+    )
+    assert m.decide_for_model("m", ESTIMATES, 0, Request("quality"), LEVELS).level == "fp16", "a job may still ask"
+
+
+def test_with_no_load_a_more_precise_level_that_passes_more_often_is_kept() -> None:
+    m = manager(Readings(used_fraction=0.1, queued=0))
+    m.profile_source = lambda model: flat({"fp16": 0.86, "int8": 0.60}, {"fp16": 0.40, "int8": 0.38})
+    decision = m.decide_for_model("m", ESTIMATES, 0, Request(), LEVELS)
+    assert decision.level == "fp16", "2 points of pass rate are worth more than speed when nothing waits"
