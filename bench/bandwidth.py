@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import mmap
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,13 +35,12 @@ from bench.common import (
     LEVEL_ORDER,
     THREADS,
     VARIANTS,
-    Recorder,
     bench_parser,
     ensure_variants,
     read_result,
+    start_run,
     table,
     wait_for_idle_cpu,
-    wait_for_quiet,
 )
 
 RUNS = 5
@@ -182,8 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gib", type=float, default=1.0, help="array size in GiB (default 1)")
     parser.add_argument("--no-thread-check", action="store_true", help="skip the 1- vs 2-thread decode at int4")
     args = parser.parse_args(argv)
-    wait_for_quiet(1.0, args.wait_quiet)
-    rec = Recorder("bandwidth", argv if argv is not None else sys.argv[1:])
+    rec = start_run("bandwidth", args, argv)
     rec.data["cpu_busy_before_percent"] = wait_for_idle_cpu(args.wait_idle)
     bw = read_bandwidth(args.gib)
     rec.data["bandwidth"] = bw

@@ -227,6 +227,12 @@ class Recorder:
         return path
 
 
+def start_run(name: str, args: argparse.Namespace, argv: Sequence[str] | None) -> Recorder:
+    """Wait for a quiet machine as --wait-quiet allows, then start the run's record of `argv` (the command line)."""
+    wait_for_quiet(1.0, args.wait_quiet)
+    return Recorder(name, argv if argv is not None else sys.argv[1:])
+
+
 def read_result(name: str) -> dict[str, Any] | None:
     """A benchmark's last JSON, if it ran."""
     path = RESULTS / f"{name}.json"
@@ -256,6 +262,12 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 2
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
     return "\n".join([line, rule, *body])
+
+
+def checks_table(checks: Iterable[dict[str, Any]]) -> str:
+    """A benchmark's checks (check, measured, passed) as a table with pass / FAIL."""
+    return table(["check", "measured", "result"], [[c["check"], c["measured"], "pass" if c["passed"] else "FAIL"]
+                                                   for c in checks])  # fmt: skip
 
 
 def median(values: Sequence[float]) -> float | None:

@@ -820,8 +820,10 @@ def attempt(entry: dict[str, Any], key: str, fn: Callable[[], dict[str, Any]]) -
 
 def backend_generate(ctx: Context, loaded: Any) -> dict[str, Any]:
     """Our backend's own text path (tokenise, generate with a stop check per token, decode), batch 1."""
-    loaded.generate(PROMPT_TEXT, max_tokens=4, stop=["\n\n"])
-    gen = loaded.generate(PROMPT_TEXT, max_tokens=ctx.new_tokens, stop=["\n\n"])
+    from worker.backends.base import Decoding
+
+    loaded.generate(PROMPT_TEXT, Decoding(4, ("\n\n",)))
+    gen = loaded.generate(PROMPT_TEXT, Decoding(ctx.new_tokens, ("\n\n",)))
     return {
         "tokens_in": gen.tokens_in,
         "tokens_out": gen.tokens_out,

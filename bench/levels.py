@@ -18,7 +18,6 @@ import importlib
 import json
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,9 +41,9 @@ from bench.common import (
     rouge_l_f1,
     rss_bytes,
     save_reference,
+    start_run,
     table,
     wait_for_idle_cpu,
-    wait_for_quiet,
 )
 from bench.paragraphs import PARAGRAPHS, Paragraph
 
@@ -114,6 +113,8 @@ def build_times() -> dict[str, dict[str, Any]]:
 
 def load_probe(level: str) -> dict[str, Any]:
     """In a fresh process: load time, first 1-token call, RSS delta, then the median of warm reloads."""
+    from worker.backends.base import Decoding
+
     importlib.import_module("llama_cpp")  # imported before the baseline so the library itself is not counted
     backend = gguf_backend()
     spec = bundled_spec()
@@ -123,7 +124,7 @@ def load_probe(level: str) -> dict[str, Any]:
     model = backend.load(spec, level)
     load_s = time.perf_counter() - started
     started = time.perf_counter()
-    model.generate(prompt, 1, ())
+    model.generate(prompt, Decoding(1))
     first_s = time.perf_counter() - started
     rss_delta = rss_bytes() - before
     model.close()
@@ -198,13 +199,14 @@ def simplify_all(
 
     With a deadline (time.monotonic()), stops after the paragraph that passes it (at least `at_least` done).
     """
+    from worker.backends.base import Decoding
     from worker.simplify import STOP, clean_output
 
     rows: list[dict[str, Any]] = []
     for p in paragraphs:
         if deadline is not None and len(rows) >= at_least and time.monotonic() > deadline:
             break
-        gen = model.generate(prompt_for(p), QUALITY_MAX_TOKENS, STOP)
+        gen = model.generate(prompt_for(p), Decoding(QUALITY_MAX_TOKENS, STOP))
         rows.append(
             {
                 "pid": p.pid,
@@ -472,10 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.hf_probe:
         print(json.dumps(hf_probe(args.hf_probe, args.hf_paragraphs, args.runs, args.hf_budget)))
         return 0
-    wait_for_quiet(1.0, args.wait_quiet)
     runs = 2 if args.quick else args.runs
     paragraphs = PARAGRAPHS[:6] if args.quick else PARAGRAPHS
-    rec = Recorder("levels", argv if argv is not None else sys.argv[1:])
+    rec = start_run("levels", args, argv)
     rec.data.update(
         threads=THREADS,
         quality_max_tokens=QUALITY_MAX_TOKENS,

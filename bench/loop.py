@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import itertools
 import statistics
-import sys
 import time
 from typing import Any
 
@@ -38,13 +37,12 @@ from bench.common import (
     THREADS,
     VARIANTS,
     CpuMeter,
-    Recorder,
     bench_parser,
     ensure_variants,
     read_result,
+    start_run,
     table,
     wait_for_idle_cpu,
-    wait_for_quiet,
 )
 from bench.overhead import job_body, raw_call, raw_llama
 from bench.paragraphs import PARAGRAPHS, Paragraph
@@ -170,9 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs, gated, rounds = (QUICK_JOBS, 4, 1) if args.quick else (args.jobs, args.gated, args.rounds)
     paragraphs = [PARAGRAPHS[i % len(PARAGRAPHS)] for i in range(jobs)]
     ensure_variants((args.level,))
-    wait_for_quiet(1.0, args.wait_quiet)
     previous = read_result("loop")
-    rec = Recorder("loop", argv if argv is not None else sys.argv[1:])
+    rec = start_run("loop", args, argv)
     rec.data.update(threads=THREADS, max_tokens=QUALITY_MAX_TOKENS, jobs=jobs, level=args.level, quick=args.quick)
     meter = CpuMeter()
     rec.data["cpu_busy_before_percent"] = wait_for_idle_cpu(args.wait_idle)

@@ -21,7 +21,6 @@ Writes bench/results/overhead.json.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,14 +32,13 @@ from bench.common import (
     QUALITY_MAX_TOKENS,
     THREADS,
     CpuMeter,
-    Recorder,
     bench_parser,
     ensure_variants,
     median,
     percentile,
+    start_run,
     table,
     wait_for_idle_cpu,
-    wait_for_quiet,
 )
 from bench.paragraphs import PARAGRAPHS, Paragraph
 from bench.service import Service, running_service
@@ -224,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     levels = [x.strip() for x in args.levels.split(",") if x.strip()]
     ensure_variants()
-    wait_for_quiet(1.0, args.wait_quiet)
-    rec = Recorder("overhead", argv if argv is not None else sys.argv[1:])
+    rec = start_run("overhead", args, argv)
     rec.data.update(threads=THREADS, max_tokens=QUALITY_MAX_TOKENS, jobs_per_level=args.jobs)
     with running_service() as svc:
         svc.start_web()

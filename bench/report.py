@@ -8,12 +8,12 @@ The dynamic-burst plot is copied to docs/img/serving_dynamic_burst.png.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
-from bench.common import LEVEL_ORDER, RESULTS, ROOT, fmt, python, read_result, table, wait_for_quiet
+from bench.common import LEVEL_ORDER, RESULTS, ROOT, bench_parser, fmt, python, read_result, table, wait_for_quiet
 
 BENCHMARKS = ("levels", "bandwidth", "switch", "overhead", "loop", "workers", "serving", "squeeze", "quality")
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -141,7 +141,9 @@ def loop_section(lp: dict[str, Any]) -> str:
 
 
 def workers_section(wk: dict[str, Any]) -> str:
-    """jobs/min under dynaquant up with 1, 2 and 4 workers."""
+    """jobs/min under dynaquant up with 1, 2 and 4 workers (empty when no run finished)."""
+    if not wk.get("runs"):
+        return ""
     rows = [
         [f"--workers {n}", x.get("started", n), ", ".join(str(t) for t in x["threads"].values()),
          f"{x['succeeded']}/{x['jobs']}", x["jobs_per_min"], x.get("ratio_to_one"), x["mean_generation_s"]]
@@ -540,6 +542,27 @@ NOTES = """\
 """
 
 
+def quality_section(qu: dict[str, Any]) -> str:
+    """The quality benchmark's own section: the checker, the gate and what it costs."""
+    from bench.quality import report_section
+
+    return report_section(qu)
+
+
+SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
+    ("levels", "Levels", levels_section),
+    ("bandwidth", "Memory bandwidth and the decode ceiling", bandwidth_section),
+    ("overhead", "Service overhead and API enqueue", overhead_section),
+    ("loop", "Service against a plain llama-cpp-python loop", loop_section),
+    ("workers", "Workers sharing the host's cores", workers_section),
+    ("switch", "Level switch", switch_section),
+    ("serving", "Serving: burst and Poisson stream", serving_section),
+    ("squeeze", "Memory squeeze", squeeze_section),
+    ("quality", "Quality: the checker, the gate and what it costs", quality_section),
+)
+"""Each benchmark's section of docs/benchmarks.md, in order: (results name, heading, renderer)."""
+
+
 def write_doc(results: dict[str, Any]) -> str:
     """The whole docs/benchmarks.md text."""
     target_table, _ = targets(results)
@@ -572,41 +595,18 @@ def write_doc(results: dict[str, Any]) -> str:
         issue12_targets(results),
         "",
     ]
-    if "levels" in results:
-        parts += ["## Levels", "", levels_section(results["levels"]), ""]
-    if "bandwidth" in results:
-        parts += ["## Memory bandwidth and the decode ceiling", "", bandwidth_section(results["bandwidth"]), ""]
-    if "overhead" in results:
-        parts += ["## Service overhead and API enqueue", "", overhead_section(results["overhead"]), ""]
-    if "loop" in results:
-        parts += ["## Service against a plain llama-cpp-python loop", "", loop_section(results["loop"]), ""]
-    if "workers" in results and results["workers"].get("runs"):
-        parts += ["## Workers sharing the host's cores", "", workers_section(results["workers"]), ""]
-    if "switch" in results:
-        parts += ["## Level switch", "", switch_section(results["switch"]), ""]
-    if "serving" in results:
-        parts += ["## Serving: burst and Poisson stream", "", serving_section(results["serving"]), ""]
-    if "squeeze" in results:
-        parts += ["## Memory squeeze", "", squeeze_section(results["squeeze"]), ""]
-    if "quality" in results:
-        from bench.quality import report_section
-
-        parts += ["## Quality: the checker, the gate and what it costs", "", report_section(results["quality"]), ""]
+    for key, title, render in SECTIONS:
+        body = render(results[key]) if key in results else ""
+        if body:
+            parts += [f"## {title}", "", body, ""]
     parts += ["## What limits the results", "", analysis(results), "", NOTES]
     return "\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run what is missing (or everything with --run), then write docs/benchmarks.md."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--run", action="store_true", help="run every benchmark first")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, help="first wait up to N s for load average < 1")
-    parser.add_argument(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        help="before each measurement, wait up to N s for other processes to leave the CPU idle",
-    )
     args = parser.parse_args(argv)
     missing = BENCHMARKS if args.run else tuple(n for n in BENCHMARKS if read_result(n) is None)
     if missing:

@@ -29,7 +29,6 @@ import collections
 import os
 import random
 import statistics
-import sys
 import threading
 import time
 from typing import Any
@@ -39,16 +38,16 @@ from bench.common import (
     RESULTS,
     THREADS,
     CpuMeter,
-    Recorder,
     bench_parser,
+    checks_table,
     ensure_variants,
     load_reference,
     percentile,
     rouge_l_f1,
     save_reference,
+    start_run,
     table,
     wait_for_idle_cpu,
-    wait_for_quiet,
 )
 from bench.overhead import job_body
 from bench.paragraphs import PARAGRAPHS
@@ -379,12 +378,6 @@ def checks(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def checks_table(found: list[dict[str, Any]]) -> str:
-    """The checks as a table with pass / FAIL."""
-    return table(["check", "measured", "result"], [[c["check"], c["measured"], "pass" if c["passed"] else "FAIL"]
-                                                   for c in found])  # fmt: skip
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the serving benchmark, print its tables and plot the dynamic runs."""
     parser = bench_parser(__doc__)
@@ -401,8 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     ensure_variants()
     reference = reference_outputs()
-    wait_for_quiet(1.0, args.wait_quiet)
-    rec = Recorder("serving", argv if argv is not None else sys.argv[1:])
+    rec = start_run("serving", args, argv)
     rec.data.update(
         threads=THREADS,
         workers=1,

@@ -22,12 +22,19 @@ from __future__ import annotations
 
 import collections
 import subprocess
-import sys
 import threading
 import time
 from typing import Any
 
-from bench.common import RESULTS, Recorder, bench_parser, ensure_variants, python, table, wait_for_quiet
+from bench.common import (
+    RESULTS,
+    bench_parser,
+    checks_table,
+    ensure_variants,
+    python,
+    start_run,
+    table,
+)
 from bench.overhead import job_body
 from bench.paragraphs import PARAGRAPHS
 from bench.service import Service, running_service
@@ -162,13 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.before, args.hold, args.after = 10.0, 15.0, 20.0
     ensure_variants()
-    wait_for_quiet(1.0, args.wait_quiet)
+    rec = start_run("squeeze", args, argv)
     vm = psutil.virtual_memory()
     used = int(vm.total - vm.available)
     if vm.available < (args.grab_gib + 2) * GIB:
         raise SystemExit(f"only {vm.available / GIB:.1f} GiB available: lower --grab-gib")
     env = band_env(int(vm.total), used)
-    rec = Recorder("squeeze", argv if argv is not None else sys.argv[1:])
     rec.data.update(total_gib=vm.total / GIB, used_gib_at_start=used / GIB, band_env=env, grab_gib=args.grab_gib,
                     edges_gib_above_start=EDGES_GIB, quick=args.quick)  # fmt: skip
     print(f"memory: {vm.total / GIB:.1f} GiB, {used / GIB:.1f} GiB in use; worker band edges {env}", flush=True)
@@ -250,8 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                  timeline, 3))  # fmt: skip
     print(f"\nsqueeze from {squeeze_at:.1f} s (all {args.grab_gib:g} GiB held from {held_at:.1f} s) to "
           f"{freed_at:.1f} s; levels before {before}, during {during}, after {after}")  # fmt: skip
-    print("\n" + table(["check", "measured", "result"],
-                       [[c["check"], c["measured"], "pass" if c["passed"] else "FAIL"] for c in checks]))  # fmt: skip
+    print("\n" + checks_table(checks))
     print(f"chart: {path}")
     rec.save()
     return 0

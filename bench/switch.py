@@ -18,7 +18,6 @@ The first 1-token call after the switch is timed too (pages of the new file faul
 from __future__ import annotations
 
 import itertools
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,15 +27,15 @@ from bench.common import (
     RESULTS,
     THREADS,
     VARIANTS,
-    Recorder,
     bench_parser,
     captured_stderr,
+    checks_table,
     drop_page_cache,
     ensure_variants,
     median,
+    start_run,
     table,
     wait_for_idle_cpu,
-    wait_for_quiet,
 )
 
 LOAD_FOR = {"fp16": 0, "int8": 3, "int4": 8, "int2": 12}
@@ -86,6 +85,7 @@ def make_loader(variants_dir: Path) -> tuple[Any, Knob]:
 
 def switch_to(loader: Any, knob: Knob, level: str, first_call: bool = True) -> dict[str, Any]:
     """Move the load so the decision becomes `level`; time acquire() and the first 1-token call."""
+    from worker.backends.base import Decoding
     from worker.simplify import build_prompt
 
     knob.load = LOAD_FOR[level]
@@ -95,7 +95,7 @@ def switch_to(loader: Any, knob: Knob, level: str, first_call: bool = True) -> d
         first_s = None
         if first_call:
             started = time.perf_counter()
-            lease.model.generate(build_prompt("A short text.", 5, "Science"), 1, ())
+            lease.model.generate(build_prompt("A short text.", 5, "Science"), Decoding(1))
             first_s = time.perf_counter() - started
         got, reopt = lease.level, lease.reoptimization.model_dump() if lease.reoptimization else None
         hit = lease.cache_hit
@@ -138,6 +138,7 @@ def resident_switches(loader: Any, knob: Knob, pair: tuple[str, str], n: int) ->
 
 def cached_switches(loader: Any, levels: tuple[str, ...]) -> list[dict[str, Any]]:
     """Switches between levels all held in the cache (forced per job, so nothing is evicted): a cache lookup."""
+    from worker.backends.base import Decoding
     from worker.policy import Request
     from worker.simplify import build_prompt
 
@@ -150,7 +151,7 @@ def cached_switches(loader: Any, levels: tuple[str, ...]) -> list[dict[str, Any]
         with loader.acquire(None, Request(force_quantization=level)) as lease:
             switch_s = time.perf_counter() - started
             started = time.perf_counter()
-            lease.model.generate(build_prompt("A short text.", 5, "Science"), 1, ())
+            lease.model.generate(build_prompt("A short text.", 5, "Science"), Decoding(1))
             first_s = time.perf_counter() - started
             hit = lease.cache_hit
         steps.append({"from": previous, "to": level, "switch_s": switch_s, "first_call_s": first_s,
@@ -254,8 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         steps, args.cold_switches, args.build_reps, args.resident_switches = EVERY_PAIR[:5], 1, 0, 6
     ensure_variants()
-    wait_for_quiet(1.0, args.wait_quiet)
-    rec = Recorder("switch", argv if argv is not None else sys.argv[1:])
+    rec = start_run("switch", args, argv)
     loader, knob = make_loader(VARIANTS)
     rec.data["cpu_busy_before_percent"] = wait_for_idle_cpu(args.wait_idle)
     print(f"warm: {len(steps) - 1} switches, variants on disk and in the page cache", flush=True)
@@ -301,10 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     headers = ["switch", "n", "median s", "min s", "max s", "first 1-token call s (median)", "cache hits"]
     print("\n" + table(headers, rows, 4))
     rec.data["checks"] = switch_checks(rec.data["summary"])
-    print("\nIssue 12 switch targets" + (" (--quick)" if args.quick else "") + "\n" + table(
-        ["check", "measured", "result"],
-        [[c["check"], c["measured"], "pass" if c["passed"] else "FAIL"] for c in rec.data["checks"]],
-    ))  # fmt: skip
+    print("\nIssue 12 switch targets" + (" (--quick)" if args.quick else "") + "\n" + checks_table(rec.data["checks"]))
     a = rec.data["load_anatomy"]
     print(
         f"\nllama.cpp load of {a['file']}: vocabulary only {a['vocab_only_load_s']:.3f} s, full load "

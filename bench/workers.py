@@ -30,12 +30,11 @@ from bench.common import (
     QUALITY_MAX_TOKENS,
     RESULTS,
     VARIANTS,
-    Recorder,
     bench_parser,
     ensure_variants,
+    start_run,
     table,
     wait_for_idle_cpu,
-    wait_for_quiet,
 )
 from bench.overhead import job_body
 from bench.paragraphs import PARAGRAPHS
@@ -122,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(x) for x in args.workers.split(",") if x.strip()]
     jobs = QUICK_JOBS if args.quick else args.jobs
     ensure_variants((args.level,))
-    wait_for_quiet(1.0, args.wait_quiet)
-    rec = Recorder("workers", argv if argv is not None else sys.argv[1:])
+    rec = start_run("workers", args, argv)
     rec.data.update(jobs=jobs, level=args.level, max_tokens=QUALITY_MAX_TOKENS, cores=os.cpu_count(), quick=args.quick)
     runs: dict[str, dict[str, Any]] = {}
     for n in counts:

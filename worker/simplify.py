@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from worker import gate, quality
+from worker.backends.base import Decoding
 from worker.contracts import AppliedCeiling, GateSummary, JobResult, JobSpec, ParagraphResult, QualityReport
 from worker.document import Part, join_document, split_document
 from worker.errors import JobCancelled
@@ -143,10 +144,11 @@ def generate_once(
     sampling: Sampling | None = None,
 ) -> tuple[str, Generation]:
     """One simplification of one paragraph: chat turns for a model with a chat template, else the few-shot prompt."""
+    decoding = Decoding(max_tokens, should_stop=should_stop, sampling=sampling)
     if model.chat_template is not None:
-        generation = model.chat(build_messages(text, grade_level, subject), max_tokens, (), should_stop, sampling)
+        generation = model.chat(build_messages(text, grade_level, subject), decoding)
     else:
-        generation = model.generate(build_prompt(text, grade_level, subject), max_tokens, STOP, should_stop, sampling)
+        generation = model.generate(build_prompt(text, grade_level, subject), dataclasses.replace(decoding, stop=STOP))
     return clean_output(generation.text, generation.finish_reason), generation
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import PARAGRAPH
+from worker.backends.base import Decoding
 from worker.backends.llamacpp import LlamaCppBackend
 from worker.errors import JobCancelled
 from worker.policy import GGUF_TYPES, LEVELS
@@ -36,7 +37,7 @@ def test_each_level_loads_and_simplifies(gguf_backend: LlamaCppBackend, bundled_
     try:
         assert (model.name, model.level, model.backend) == ("gemma-3-270m", level, "gguf")
         assert source_file_type(model.path) == GGUF_TYPES[level]
-        generation = model.generate(build_prompt(PARAGRAPH, 6, "Science"), 24, STOP)
+        generation = model.generate(build_prompt(PARAGRAPH, 6, "Science"), Decoding(24, STOP))
     finally:
         model.close()
     text = clean_output(generation.text, generation.finish_reason)
@@ -125,7 +126,7 @@ def test_cancellation_stops_generation(gguf_backend: LlamaCppBackend, bundled_sp
 
     try:
         with pytest.raises(JobCancelled):
-            model.generate("Once upon a time", 64, [], should_stop)
+            model.generate("Once upon a time", Decoding(64, should_stop=should_stop))
         assert calls["n"] == 3, "checked once per token and stopped at once"
     finally:
         model.close()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from worker.backends.base import Decoding
 from worker.backends.hf import TransformersBackend, checkpoint_params
 from worker.errors import JobCancelled
 from worker.registry import ModelSpec
@@ -38,7 +39,7 @@ def test_level_loads_and_generates(hf_spec: ModelSpec, level: str) -> None:
         quantized = getattr(model.model.config, "quantization_config", None)
         assert (quantized is None) == (level == "fp16")
         assert 0.7 * estimate < model.size_bytes < 1.3 * estimate, (estimate, model.size_bytes)
-        generation = model.generate(PROMPT, 8, ["\n\n"])
+        generation = model.generate(PROMPT, Decoding(8, ("\n\n",)))
     finally:
         model.close()
     assert generation.text.strip(), f"{level} produced no text"
@@ -55,6 +56,6 @@ def test_cancellation(hf_spec: ModelSpec) -> None:
     model = TransformersBackend("cpu").load(hf_spec, "fp16")
     try:
         with pytest.raises(JobCancelled):
-            model.generate(PROMPT, 32, [], lambda: True)
+            model.generate(PROMPT, Decoding(32, should_stop=lambda: True))
     finally:
         model.close()

@@ -13,7 +13,7 @@ import redis
 from tests.conftest import Readings
 from tests.texts import DOCUMENT
 from worker import gate, quality
-from worker.backends.base import Sampling
+from worker.backends.base import Decoding, Sampling
 from worker.contracts import AppliedCeiling, JobResult, JobSpec, QualityReport
 from worker.errors import JobCancelled
 from worker.gate import Draft, GateSettings
@@ -173,7 +173,7 @@ def test_an_instruct_model_is_prompted_through_its_chat_template(make_loader: Ma
         model = lease.model
         assert model.chat_template is not None and "<|im_start|>" in model.chat_template
         text, generation = generate_once(model, VACCINES, 6, "Biology", 64)
-        direct = model.chat(build_messages(VACCINES, 6, "Biology"), 64, ())
+        direct = model.chat(build_messages(VACCINES, 6, "Biology"), Decoding(64))
     assert text == clean_output(direct.text, direct.finish_reason), "the chat path, not the few-shot prompt"
     assert generation.tokens_in == direct.tokens_in
     assert text and "<|im_" not in text and "Grade:" not in text

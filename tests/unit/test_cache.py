@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from worker.backends.base import Generation, LoadedModel, Message, Sampling, StopCheck
+from worker.backends.base import Decoding, Generation, LoadedModel, Message
 from worker.cache import ModelCache
 from worker.contracts import MIB
 from worker.settings import Settings
@@ -24,24 +24,10 @@ class TinyModel:
         self.size_bytes = int(size_mb * MIB)
         self.closed = False
 
-    def generate(
-        self,
-        prompt: str,
-        max_tokens: int,
-        stop: Sequence[str],
-        should_stop: StopCheck | None = None,
-        sampling: Sampling | None = None,
-    ) -> Generation:
+    def generate(self, prompt: str, decoding: Decoding) -> Generation:
         return Generation("ok", 1, 1, 0.0, "stop")
 
-    def chat(
-        self,
-        messages: Sequence[Message],
-        max_tokens: int,
-        stop: Sequence[str],
-        should_stop: StopCheck | None = None,
-        sampling: Sampling | None = None,
-    ) -> Generation:
+    def chat(self, messages: Sequence[Message], decoding: Decoding) -> Generation:
         return Generation("ok", 1, 1, 0.0, "stop")
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -20,6 +21,22 @@ class Sampling:
 
     temperature: float
     seed: int
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How to decode one completion: the token budget, stop sequences, a cancellation check and sampling."""
+
+    max_tokens: int
+    stop: tuple[str, ...] = ()
+    should_stop: StopCheck | None = None
+    """Asked after every token; when it turns true the call raises JobCancelled."""
+    sampling: Sampling | None = None
+    """None decodes greedily."""
+
+    def cancelled(self) -> bool:
+        """Whether should_stop() says to give up now (False when there is no check)."""
+        return self.should_stop is not None and bool(self.should_stop())
 
 
 @dataclass(frozen=True)
@@ -54,31 +71,34 @@ class LoadedModel(Protocol):
         """The model's own chat template (an instruct model), or None for a base model."""
         ...
 
-    def generate(
-        self,
-        prompt: str,
-        max_tokens: int,
-        stop: Sequence[str],
-        should_stop: StopCheck | None = None,
-        sampling: Sampling | None = None,
-    ) -> Generation:
+    def generate(self, prompt: str, decoding: Decoding) -> Generation:
         """Completion of `prompt` (greedy unless sampling); raises JobCancelled as soon as should_stop() turns true."""
         ...
 
-    def chat(
-        self,
-        messages: Sequence[Message],
-        max_tokens: int,
-        stop: Sequence[str],
-        should_stop: StopCheck | None = None,
-        sampling: Sampling | None = None,
-    ) -> Generation:
+    def chat(self, messages: Sequence[Message], decoding: Decoding) -> Generation:
         """The assistant's next turn after `messages`, through the model's chat template."""
         ...
 
     def close(self) -> None:
         """Free the model's memory; the object is unusable afterwards."""
         ...
+
+
+class HeldModel:
+    """What every runtime's loaded model keeps: name, level, size, and a lock so one generation runs at a time."""
+
+    backend: str
+
+    def __init__(self, name: str, level: str, size_bytes: int) -> None:
+        self.name = name
+        self.level = level
+        self.size_bytes = size_bytes
+        self._lock = threading.Lock()
+
+    def _ensure_open(self, handle: object) -> None:
+        """Raise if the runtime's model object is gone (the model was closed)."""
+        if handle is None:
+            raise RuntimeError(f"model {self.name} at {self.level} was closed")
 
 
 class Backend(Protocol):
@@ -101,6 +121,11 @@ class Backend(Protocol):
     def load(self, spec: ModelSpec, level: str) -> LoadedModel:
         """Load the model at `level`; raises ModelLoadError naming the file and the fix."""
         ...
+
+
+def chat_template_or_none(template: object) -> str | None:
+    """A model's chat template when it carries a non-blank one, else None (a base model)."""
+    return template if isinstance(template, str) and template.strip() else None
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:

@@ -13,13 +13,12 @@ import logging
 import os
 import shutil
 import struct
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.backends.base import Generation, Message, Sampling, StopCheck, cut_at_stop
+from worker.backends.base import Decoding, Generation, HeldModel, Message, chat_template_or_none, cut_at_stop
 from worker.errors import JobCancelled, ModelLoadError
 from worker.policy import RUNTIME_OVERHEAD_FRACTION, check_level
 from worker.probes import installed
@@ -102,19 +101,16 @@ def torch_dtype_for(device: str) -> Any:
     return torch.bfloat16 if device == "cpu" else torch.float16
 
 
-class TransformersModel:
+class TransformersModel(HeldModel):
     """A transformers causal LM loaded at one level."""
 
     backend = "transformers"
 
     def __init__(self, name: str, level: str, model: Any, tokenizer: Any, device: str) -> None:
-        self.name = name
-        self.level = level
+        super().__init__(name, level, int(model.get_memory_footprint()) + RUNTIME_OVERHEAD_BYTES)
         self._model = model
         self._tokenizer = tokenizer
         self._device = device
-        self.size_bytes = int(model.get_memory_footprint()) + RUNTIME_OVERHEAD_BYTES
-        self._lock = threading.Lock()
 
     @property
     def model(self) -> Any:
@@ -129,44 +125,29 @@ class TransformersModel:
     @property
     def chat_template(self) -> str | None:
         """The tokenizer's chat template (instruct checkpoints carry one), or None."""
-        template = getattr(self._tokenizer, "chat_template", None)
-        return template if isinstance(template, str) and template.strip() else None
+        return chat_template_or_none(getattr(self._tokenizer, "chat_template", None))
 
-    def chat(
-        self,
-        messages: Sequence[Message],
-        max_tokens: int,
-        stop: Sequence[str],
-        should_stop: StopCheck | None = None,
-        sampling: Sampling | None = None,
-    ) -> Generation:
+    def chat(self, messages: Sequence[Message], decoding: Decoding) -> Generation:
         """The assistant's turn: the tokenizer's chat template renders the prompt, then a plain completion."""
         prompt = self._tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
-        return self.generate(str(prompt), max_tokens, stop, should_stop, sampling)
+        return self.generate(str(prompt), decoding)
 
-    def generate(
-        self,
-        prompt: str,
-        max_tokens: int,
-        stop: Sequence[str],
-        should_stop: StopCheck | None = None,
-        sampling: Sampling | None = None,
-    ) -> Generation:
+    def generate(self, prompt: str, decoding: Decoding) -> Generation:
         """Completion (greedy unless sampling), checking stop sequences and cancellation after every token."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        if self._model is None:
-            raise RuntimeError(f"model {self.name} at {self.level} was closed")
+        self._ensure_open(self._model)
         tok = self._tokenizer
         inputs = tok(prompt, return_tensors="pt").to(self._model.device)
         prompt_len = int(inputs["input_ids"].shape[1])
         state = {"cancelled": False, "stopped": False}
+        stop = decoding.stop
 
         class Stopper(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 done = state["cancelled"]
-                if not done and should_stop is not None and should_stop():
+                if not done and decoding.cancelled():
                     state["cancelled"] = done = True
                 elif not done and stop:
                     text = tok.decode(input_ids[0, prompt_len:], skip_special_tokens=True)
@@ -174,15 +155,15 @@ class TransformersModel:
                 return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
         started = time.perf_counter()
-        decoding: dict[str, Any] = {"do_sample": False}
-        if sampling is not None:
-            torch.manual_seed(sampling.seed)
-            decoding = {"do_sample": True, "temperature": sampling.temperature}
+        sample_args: dict[str, Any] = {"do_sample": False}
+        if decoding.sampling is not None:
+            torch.manual_seed(decoding.sampling.seed)
+            sample_args = {"do_sample": True, "temperature": decoding.sampling.temperature}
         with self._lock, torch.inference_mode():
             output = self._model.generate(
                 **inputs,
-                max_new_tokens=max_tokens,
-                **decoding,
+                max_new_tokens=decoding.max_tokens,
+                **sample_args,
                 stopping_criteria=StoppingCriteriaList([Stopper()]),
                 pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
             )
@@ -192,7 +173,7 @@ class TransformersModel:
         new = output[0, prompt_len:]
         text, found = cut_at_stop(tok.decode(new, skip_special_tokens=True), stop)
         hit_eos = len(new) > 0 and int(new[-1]) == tok.eos_token_id
-        finish = "stop" if found or hit_eos or len(new) < max_tokens else "length"
+        finish = "stop" if found or hit_eos or len(new) < decoding.max_tokens else "length"
         return Generation(text, prompt_len, len(new), seconds, finish)
 
     def close(self) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.backends.base import Generation, Message, Sampling, StopCheck
+from worker.backends.base import Decoding, Generation, HeldModel, Message, chat_template_or_none
 from worker.errors import InputError, JobCancelled, ModelLoadError
 from worker.policy import BITS_PER_WEIGHT, GGUF_TYPES, LEVELS, RUNTIME_OVERHEAD_FRACTION, check_level
 from worker.settings import get_settings
@@ -40,26 +39,27 @@ def kv_bytes_per_token(path: Path) -> int:
     return 2 * layers * kv_heads * (k_len + v_len)
 
 
-def _sampling_args(sampling: Sampling | None) -> dict[str, Any]:
-    """llama.cpp's arguments for greedy decoding or for seeded sampling."""
-    if sampling is None:
-        return {"temperature": 0.0}
-    return {"temperature": sampling.temperature, "seed": sampling.seed}
+def _decoding_args(decoding: Decoding) -> dict[str, Any]:
+    """llama.cpp's arguments for the token budget, the stop sequences and greedy or seeded sampling."""
+    args: dict[str, Any] = {"max_tokens": decoding.max_tokens, "stop": list(decoding.stop)}
+    if decoding.sampling is None:
+        return args | {"temperature": 0.0}
+    return args | {"temperature": decoding.sampling.temperature, "seed": decoding.sampling.seed}
 
 
 class _Watch:
     """Polls should_stop() once per token: as a stopping criterion (completions) or a logits processor (chat)."""
 
-    def __init__(self, should_stop: StopCheck | None) -> None:
-        self.should_stop = should_stop
+    def __init__(self, decoding: Decoding) -> None:
+        self.decoding = decoding
         self.cancelled = False
         self.first_at: float | None = None  # when llama.cpp first asked: the prompt has been read
 
     def criterion(self, _ids: Any, _logits: Any) -> bool:
         if self.first_at is None:
             self.first_at = time.perf_counter()
-        if not self.cancelled and self.should_stop is not None:
-            self.cancelled = bool(self.should_stop())
+        if not self.cancelled:
+            self.cancelled = self.decoding.cancelled()
         return self.cancelled
 
     def processor(self, _ids: Any, logits: Any) -> Any:
@@ -68,18 +68,15 @@ class _Watch:
         return logits
 
 
-class LlamaCppModel:
+class LlamaCppModel(HeldModel):
     """A GGUF variant loaded by llama.cpp (memory-mapped unless DYNAQUANT_MMAP=0)."""
 
     backend = "gguf"
 
     def __init__(self, name: str, level: str, path: Path, llm: Any, size_bytes: int) -> None:
-        self.name = name
-        self.level = level
+        super().__init__(name, level, size_bytes)  # its lock: a llama.cpp context serves one generation at a time
         self.path = path
-        self.size_bytes = size_bytes
         self._llm = llm
-        self._lock = threading.Lock()  # a llama.cpp context serves one generation at a time
 
     @property
     def n_ctx(self) -> int:
@@ -91,59 +88,34 @@ class LlamaCppModel:
         """The GGUF's `tokenizer.chat_template` (instruct models carry one), or None."""
         if self._llm is None:
             return None
-        template = self._llm.metadata.get("tokenizer.chat_template")
-        return template if isinstance(template, str) and template.strip() else None
+        return chat_template_or_none(self._llm.metadata.get("tokenizer.chat_template"))
 
-    def generate(
-        self,
-        prompt: str,
-        max_tokens: int,
-        stop: Sequence[str],
-        should_stop: StopCheck | None = None,
-        sampling: Sampling | None = None,
-    ) -> Generation:
+    def generate(self, prompt: str, decoding: Decoding) -> Generation:
         """Completion (greedy unless sampling); a stopping criterion checks should_stop() after every token."""
         import llama_cpp
 
-        watch = _Watch(should_stop)
+        watch = _Watch(decoding)
+        criteria = llama_cpp.StoppingCriteriaList([watch.criterion])
         return self._run(
-            lambda llm: llm.create_completion(
-                prompt,
-                max_tokens=max_tokens,
-                stop=list(stop),
-                stopping_criteria=llama_cpp.StoppingCriteriaList([watch.criterion]),
-                **_sampling_args(sampling),
-            ),
-            watch,
+            lambda llm: llm.create_completion(prompt, stopping_criteria=criteria, **_decoding_args(decoding)), watch
         )
 
-    def chat(
-        self,
-        messages: Sequence[Message],
-        max_tokens: int,
-        stop: Sequence[str],
-        should_stop: StopCheck | None = None,
-        sampling: Sampling | None = None,
-    ) -> Generation:
+    def chat(self, messages: Sequence[Message], decoding: Decoding) -> Generation:
         """The assistant's turn through llama.cpp's chat completion, which applies the GGUF's own template."""
         import llama_cpp
 
-        watch = _Watch(should_stop)
+        watch = _Watch(decoding)
+        processors = llama_cpp.LogitsProcessorList([watch.processor])
         return self._run(
             lambda llm: llm.create_chat_completion(
-                list(messages),
-                max_tokens=max_tokens,
-                stop=list(stop),
-                logits_processor=llama_cpp.LogitsProcessorList([watch.processor]),
-                **_sampling_args(sampling),
+                list(messages), logits_processor=processors, **_decoding_args(decoding)
             ),
             watch,
         )
 
     def _run(self, call: Callable[[Any], Any], watch: _Watch) -> Generation:
         """One llama.cpp call under the model's lock, timed, with cancellation and context errors translated."""
-        if self._llm is None:
-            raise RuntimeError(f"model {self.name} at {self.level} was closed")
+        self._ensure_open(self._llm)
         started = time.perf_counter()
         with self._lock:
             try:
