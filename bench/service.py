@@ -92,6 +92,14 @@ class Service(processes.Service):
         found = re.search(rf"^{re.escape(name)}(?:_total)? ([0-9.eE+-]+)$", text, re.MULTILINE)
         return float(found.group(1)) if found else 0.0
 
+    def wait_calibrated(self, timeout: float = 300) -> float:
+        """Wait until a worker has calibrated its host (a host's steady state); the seconds it took."""
+        from worker.calibration import DONE_PREFIX
+
+        started = time.monotonic()
+        wait_until(lambda: self.redis.keys(f"{DONE_PREFIX}*") or None, timeout, "the host's calibration", 0.5)
+        return time.monotonic() - started
+
     def clear_queue(self) -> None:
         """Drop every waiting job from the queue's lists (the worker never sees them)."""
         from worker.queues import priority_queue_names

@@ -6,7 +6,8 @@ One Celery worker (solo pool, llama.cpp on 2 threads: the machine has 2 cores) a
 on their own Redis DB. Policies: fixed fp16, int8, int4 and int2 (every job sends force_quantization) and
 dynamic (no force: the worker's decision engine with its defaults, hysteresis of 3 decisions or 30 s). The
 quality gate is on (the service's default): a draft that fails the checker is retried within its budget.
-For each policy a fresh worker starts, one warm-up job loads its first model (not counted), then:
+For each policy a fresh worker starts, one warm-up job loads its first model (not counted), the first worker
+calibrates the host (the bench waits for it: a host calibrates once, then runs on its profiles), then:
 (a) burst: --burst jobs in one POST /api/v1/batches (paragraphs of bench.paragraphs in turn);
 (b) Poisson: a fresh worker again, one warm-up job, then jobs sent open-loop at exponential gaps for
     --poisson-seconds at rate = --rate-factor x fixed fp16's burst throughput (the same seeded arrival times
@@ -135,6 +136,7 @@ def fresh_worker(svc: Service, name: str, level: str | None, idle_wait: float) -
     record = svc.wait_job(svc.submit(job_body(PARAGRAPHS[-1], level)), timeout=300, interval=0.2)
     if record["status"] != "succeeded":
         raise RuntimeError(f"warm-up job for {name} ended {record['status']}: {record.get('error')}")
+    svc.wait_calibrated()  # once per host: a worker meeting the model measures its levels first, when idle
     return wait_for_idle_cpu(idle_wait)
 
 

@@ -122,6 +122,7 @@ class _State:
     escalation_blocked: bool = False
     resimplified: set[str] = field(default_factory=set)
     attempts: int = 1
+    escalation_pays: Callable[[str, str], bool] | None = None
 
 
 def attempt_record(n: int, strategy: Strategy | None, draft: Draft, report: QualityReport) -> AttemptRecord:
@@ -150,6 +151,8 @@ def plan_escalate(state: _State) -> Step | None:
     if not higher:
         return None
     target = max(higher, key=rank)  # the nearest more precise level
+    if state.escalation_pays is not None and not state.escalation_pays(state.reached, target):
+        return None  # measured on this host: the higher level passes no more often
     return Step("escalate", state.source, replace(state.reached_request, min_quantization=target))
 
 
@@ -193,13 +196,15 @@ def run(
     checker: Callable[[str, str, int], QualityReport] = check,
     budget: RetryBudget | None = None,
     should_stop: StopCheck | None = None,
+    escalation_pays: Callable[[str, str], bool] | None = None,
 ) -> GateResult:
     """Draft and check `source`; while it fails and the budget lasts, retry; keep the best candidate.
 
     `levels` are the model's supported levels here (the most precise one is where escalation stops).
     With the gate off (settings.enabled False) the draft is checked and returned, never retried. A `budget`
     may skip the retries of a draft (on a model whose retries rarely pass); `should_stop` is asked before
-    each retry, so a cancelled job or one past its time limit stops between attempts too.
+    each retry, so a cancelled job or one past its time limit stops between attempts too. `escalation_pays`
+    (lower, higher) says no where measured profiles show the higher level passes no more often.
     """
     started = time.monotonic()
     draft = drafter(source, request, None)
@@ -213,6 +218,7 @@ def run(
             result.skipped = decision.reason
             return result
     state = _State(source, request, tuple(levels), settings.temperature, (draft, report, request), draft.level, request)
+    state.escalation_pays = escalation_pays
     passed = retry(state, result, grade_level, drafter, settings, started, checker, should_stop)
     if budget is not None:
         budget.after_retries(draft, passed)

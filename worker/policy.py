@@ -274,6 +274,16 @@ def skip_dominated(
     return kept, reasons
 
 
+def escalation_pays(lower: str, higher: str, profiles: Mapping[str, LevelStats], rules: ProfileRules) -> bool:
+    """Whether retrying a failed draft at `higher` may help: False only where measured to pass no more often."""
+    low, high = profiles.get(lower), profiles.get(higher)
+    if not (measured(low, rules) and measured(high, rules)) or low is None or high is None:
+        return True
+    if low.pass_rate is None or high.pass_rate is None:
+        return True
+    return high.pass_rate > low.pass_rate
+
+
 def measured_bytes(estimates: Mapping[str, int], profiles: Mapping[str, LevelStats]) -> dict[str, int]:
     """Each level's expected footprint: the measured resident bytes where a profile has them, else the estimate."""
     sized = dict(estimates)

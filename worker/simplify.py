@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from worker import gate, quality
+from worker import gate, policy, quality
 from worker.backends.base import Decoding
 from worker.contracts import AppliedCeiling, GateSummary, JobResult, JobSpec, ParagraphResult, QualityReport
 from worker.document import Part, join_document, split_document
@@ -207,6 +207,11 @@ def simplify_text(
     gate_settings = GateSettings.from_settings(settings, job.quality_check)
     levels = loader.supported_levels(loader.registry.get(job.model))
     drafter = make_drafter(loader, job.model, job.grade_level, subject, job.max_tokens, should_stop)
+    manager = loader.manager
+
+    def escalation_pays(lower: str, higher: str) -> bool:
+        return policy.escalation_pays(lower, higher, manager.profiles_seen(job.model), manager.profile_rules)
+
     parts = split_document(job.text, settings.part_max_chars)
     results: list[GateResult] = []
     for part in parts:
@@ -222,6 +227,7 @@ def simplify_text(
                 levels,
                 budget=budget,
                 should_stop=should_stop,
+                escalation_pays=escalation_pays,
             )
         )
     return assemble(job.text, job.grade_level, subject, parts, results, gate_settings.enabled, ceiling)

@@ -18,7 +18,7 @@ from worker.contracts import AppliedCeiling, JobResult, JobSpec, QualityReport
 from worker.errors import JobCancelled
 from worker.gate import Draft, GateSettings
 from worker.model_loader import ModelLoader
-from worker.policy import Request, rank
+from worker.policy import LevelStats, Request, rank
 from worker.registry import ModelSpec, Registry
 from worker.retry_budget import RetryPolicy
 from worker.retry_stats import AdaptiveBudget, RetryStats
@@ -85,6 +85,19 @@ def test_a_failing_draft_below_the_top_level_is_escalated(make_loader: MakeLoade
         assert attempts[1].strategy == "escalate" and attempts[1].level == "int4"
     assert result.output_level in {a.level for a in attempts}
     assert_quality(result.quality, 6)
+
+
+@pytest.mark.model
+def test_no_escalation_to_a_level_measured_to_pass_no_more_often(make_loader: MakeLoader) -> None:
+    loader, _ = make_loader(readings=Readings(used_fraction=0.10, queued=20), quality_max_seconds=600)
+    measured = {lvl: LevelStats(jobs=20, seconds_per_job=0.6, pass_rate=0.05) for lvl in ("int4", "int2")}
+    loader.manager.profile_source = lambda model: {**measured, "int2": LevelStats(20, 0.3, 0.05)}
+    result = simplify_text(loader, job(VACCINES, 6, "Biology"))
+    attempts = result.attempts
+    assert attempts[0].level == "int2", "int2 is measured twice as fast and passes as often as int4"
+    assert all(a.strategy != "escalate" for a in attempts), "int4 is measured to pass no more often than int2"
+    if attempts[0].verdict != "pass":
+        assert len(attempts) >= 2, "the draft is still retried, by the other strategies"
 
 
 @pytest.mark.model

@@ -292,3 +292,12 @@ def test_with_no_load_a_more_precise_level_that_passes_more_often_is_kept() -> N
     m.profile_source = lambda model: flat({"fp16": 0.86, "int8": 0.60}, {"fp16": 0.40, "int8": 0.38})
     decision = m.decide_for_model("m", ESTIMATES, 0, Request(), LEVELS)
     assert decision.level == "fp16", "2 points of pass rate are worth more than speed when nothing waits"
+
+
+def test_escalation_pays_unless_measured_to_pass_no_more_often() -> None:
+    rates = flat({"fp16": 0.9, "int8": 0.6, "int4": 0.6}, {"fp16": 0.0, "int8": 0.05, "int4": 0.02})
+    assert not policy.escalation_pays("int8", "fp16", rates, RULES), "fp16 passes less often than int8 here"
+    assert policy.escalation_pays("int4", "int8", rates, RULES), "int8 passes more often than int4"
+    assert policy.escalation_pays("int2", "int4", rates, RULES), "int2 unmeasured: the gate may try"
+    few = flat({"fp16": 0.9, "int8": 0.6}, {"fp16": 0.0, "int8": 0.5}, jobs=RULES.min_jobs - 1)
+    assert policy.escalation_pays("int8", "fp16", few, RULES), "too few jobs to say"
