@@ -167,6 +167,7 @@ def squeeze_section(sq: dict[str, Any]) -> str:
         f"{sq['edges_gib_above_start']} GiB above the {sq['used_gib_at_start']:.1f} GiB in use at the start). "
         f"Levels before: {lv['before']}; during: {lv['squeeze']}; after: {lv['after']}. "
         f"Failed jobs: {sum(1 for j in sq['jobs'] if j['status'] != 'succeeded')} of {len(sq['jobs'])}."
+        + ("\n\n![each job's level through the squeeze](img/squeeze.png)" if (IMG / "squeeze.png").exists() else "")
     )
 
 
@@ -346,8 +347,11 @@ def serving_section(sv: dict[str, Any]) -> str:
         "benchmark (its worker, gunicorn and itself excluded) during the run. Quality: mean ROUGE-L F1 of each "
         "output against the fp16 reference output of the same paragraph (bench/results/reference.json, made by "
         f"bench.levels through the same backend), max_tokens {sv['max_tokens']}. Dynamic: no force, the decision "
-        "engine's defaults (QUANTIZE_CONSECUTIVE 3, dwell 30 s). Re-opts: jobs whose result reports a "
-        "re-optimisation.",
+        "engine's defaults (QUANTIZE_CONSECUTIVE 3, dwell 30 s), on the profiles the host measured (the first "
+        "worker calibrates it; the fixed runs before dynamic add their jobs). Re-opts: jobs whose result reports "
+        "a re-optimisation. All runs share one Redis DB, so the adaptive retry budget's figures for a level carry "
+        "from one run to the next, as on a host that has served for a while: the later runs (dynamic last) retry "
+        "less where retries rarely pass, which is part of their lower drafts/job.",
     ]
     if (IMG / "serving_dynamic_burst.png").exists():
         parts += [
@@ -613,10 +617,10 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_quiet(1.0, args.wait_quiet)
         run_all(missing, args.wait_idle)
     results = {n: r for n in BENCHMARKS if (r := read_result(n)) is not None}
-    plot = RESULTS / "serving_dynamic_burst.png"
-    if plot.exists():
-        IMG.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(plot, IMG / plot.name)
+    for plot in (RESULTS / "serving_dynamic_burst.png", RESULTS / "squeeze.png"):
+        if plot.exists():
+            IMG.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(plot, IMG / plot.name)
     DOC.write_text(write_doc(results) + "\n")
     print(f"wrote {DOC.relative_to(ROOT)}")
     print(targets(results)[0])
