@@ -217,8 +217,16 @@ def run(
         if not decision.retry:
             result.skipped = decision.reason
             return result
-    state = _State(source, request, tuple(levels), settings.temperature, (draft, report, request), draft.level, request)
-    state.escalation_pays = escalation_pays
+    state = _State(
+        source,
+        request,
+        tuple(levels),
+        settings.temperature,
+        (draft, report, request),
+        draft.level,
+        request,
+        escalation_pays=escalation_pays,
+    )
     passed = retry(state, result, grade_level, drafter, settings, started, checker, should_stop)
     if budget is not None:
         budget.after_retries(draft, passed)

@@ -161,8 +161,9 @@ class ModelLoader:
     def _lease(self, name: str | None, request: Request, model_size_params: float | None) -> Lease:
         spec = self._spec(name, model_size_params)
         supported = self.supported_levels(spec)
-        lease = self._serve(spec, request, supported)
-        self._preload_next(spec, supported, lease.decision)
+        estimates = self.estimates(spec, supported)  # once per job: the decision and the pre-load both use them
+        lease = self._serve(spec, request, supported, estimates)
+        self._preload_next(spec, supported, lease.decision, estimates)
         return lease
 
     def _spec(self, name: str | None, model_size_params: float | None) -> ModelSpec:
@@ -174,8 +175,8 @@ class ModelLoader:
             spec = dataclasses.replace(spec, params_b=float(model_size_params))
         return spec
 
-    def _serve(self, spec: ModelSpec, request: Request, supported: tuple[str, ...]) -> Lease:
-        decision, reopt = self._decide(spec, request, supported)
+    def _serve(self, spec: ModelSpec, request: Request, supported: tuple[str, ...], estimates: dict[str, int]) -> Lease:
+        decision, reopt = self._decide(spec, request, supported, estimates)
         started, waited = time.perf_counter(), 0.0
         while True:
             model = self.cache.get(spec.name, decision.level, pin=True)
@@ -196,12 +197,11 @@ class ModelLoader:
                 return Lease(model, level, decision, reopt, waited, cache_hit=True)
 
     def _decide(
-        self, spec: ModelSpec, request: Request, supported: tuple[str, ...]
+        self, spec: ModelSpec, request: Request, supported: tuple[str, ...], estimates: dict[str, int]
     ) -> tuple[Decision, Reoptimization | None]:
         """The level for this job, and the re-optimisation it causes (other levels dropped unless they may stay)."""
         cached = self.cache.levels_of(spec.name)
         resident = int(sum(cached.values()) * MIB)
-        estimates = self.estimates(spec, supported)
         decision = self.manager.decide_for_model(spec.name, estimates, resident, request, supported)
         keep = decision.level in cached or (bool(cached) and self._room_beside(estimates.get(decision.level, 0)))
         with self._lock:
@@ -297,7 +297,9 @@ class ModelLoader:
         used = min((reading.used_bytes + need) / reading.total_bytes, 1.0) if reading.total_bytes else 1.0
         return memory_band(used, self.manager.thresholds) == "comfortable"
 
-    def _preload_next(self, spec: ModelSpec, supported: tuple[str, ...], decision: Decision) -> None:
+    def _preload_next(
+        self, spec: ModelSpec, supported: tuple[str, ...], decision: Decision, estimates: dict[str, int]
+    ) -> None:
         """When the load trend says the next job will want another level, load it in the background.
 
         Only while no load runs, the level is not cached, and it fits beside the cached models in the
@@ -312,7 +314,6 @@ class ModelLoader:
             if predicted == decision.load:
                 return
             cached = self.cache.levels_of(spec.name)
-            estimates = self.estimates(spec, supported)
             target = self.manager.pressure_level(
                 self.manager.probes.memory(),
                 predicted,

@@ -104,9 +104,9 @@ def job_sample(result: JobResult) -> Sample:
     if any(a.level != level for a in attempts):
         return Sample(level, passed=passed, grade_error=grade_error)
     seconds = result.generation_seconds
-    prompt = getattr(result, "prompt_seconds", None)
+    prompt = result.prompt_seconds
     prompt_tps = decode_tps = None
-    if isinstance(prompt, (int, float)) and 0 < prompt < seconds:
+    if prompt is not None and 0 < prompt < seconds:
         prompt_tps = result.tokens_in / prompt
         decode_tps = result.tokens_out / (seconds - prompt)
     elif seconds > 0:
@@ -281,7 +281,3 @@ class ProfileStore:
         with self._lock:
             self._cache[model] = (now, stats)
         return stats
-
-    def all(self, model: str | None = None) -> list[LevelProfile]:
-        """Every stored profile, of every host (optionally of one model)."""
-        return read_profiles(self.client, model)

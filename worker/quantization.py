@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from worker import policy
 from worker.contracts import LevelChoice, MemoryReading
-from worker.policy import LEVELS, LevelStats, ProfileRules, Request, Stabilizer, Thresholds
+from worker.policy import LEVELS, LevelStats, Request, Stabilizer, Thresholds
 from worker.probes import Probes, live_probes, merge_capabilities
 from worker.settings import Settings, get_settings
 
@@ -57,9 +57,7 @@ class DynamicQuantizationManager:
         self.probes = probes if probes is not None else live_probes(settings.device)
         self.device = self.probes.device
         self.stabilizer = Stabilizer(dwell_seconds=settings.dwell_seconds, consecutive=settings.consecutive)
-        self.profile_rules = ProfileRules(
-            settings.profile_min_speedup, settings.profile_pass_margin, settings.profile_min_jobs
-        )
+        self.profile_rules = settings.profile_rules
         self.profile_source: ProfileSource | None = None
         """Measured level profiles of a model on this host (set by the runtime); None: the matrix alone decides."""
         self.choices: dict[str, LevelChoice] = {}

@@ -83,7 +83,7 @@ class WorkerRuntime:
         self.profiles = ProfileStore(
             self.client, recovery.host_of(name), self.manager.device, settings.profile_ttl_days
         )
-        self.manager.profile_source = self.profiles.level_stats  # type: ignore[attr-defined,unused-ignore]
+        self.manager.profile_source = self.profiles.level_stats
         self.loader.load_listener = self.profiles.record_load
         self.idle = IdleWork(
             self.loader, self.profiles, self.client, settings, lambda: self.active_job is not None, self._queued

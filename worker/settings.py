@@ -17,7 +17,7 @@ from pydantic.json_schema import JsonDict
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.contracts import RETRY_STRATEGIES, Strategy
-from worker.policy import Thresholds
+from worker.policy import ProfileRules, Thresholds
 
 BUNDLED_MODEL = "gemma-3-270m"
 BOUND_SYMBOLS: tuple[tuple[str, str], ...] = (("ge", ">="), ("gt", ">"), ("le", "<="))
@@ -208,20 +208,23 @@ class Settings(BaseSettings):
     )
     profile_min_speedup: float = var(
         "DYNAQUANT_PROFILE_MIN_SPEEDUP",
-        0.10,
+        ProfileRules.min_speedup,
         "a step down for load is taken only when the lower level's measured jobs are at least this much faster",
         ge=0,
         le=1,
     )
     profile_pass_margin: float = var(
         "DYNAQUANT_PROFILE_PASS_MARGIN",
-        0.05,
+        ProfileRules.pass_margin,
         "and its measured quality pass rate is at most this far below the level above",
         ge=0,
         le=1,
     )
     profile_min_jobs: int = var(
-        "DYNAQUANT_PROFILE_MIN_JOBS", 3, "measured jobs a level needs before its profile counts", ge=1
+        "DYNAQUANT_PROFILE_MIN_JOBS",
+        ProfileRules.min_jobs,
+        "measured jobs a level needs before its profile counts",
+        ge=1,
     )
     profile_ttl_days: float = var(
         "DYNAQUANT_PROFILE_TTL_DAYS", 30.0, "days a level profile is kept after its last update", gt=0
@@ -275,6 +278,11 @@ class Settings(BaseSettings):
     def thresholds(self) -> Thresholds:
         """The decision matrix's band and load edges."""
         return Thresholds(**{name: getattr(self, name) for name in Thresholds.__dataclass_fields__})
+
+    @property
+    def profile_rules(self) -> ProfileRules:
+        """When a measured profile lets the policy step down for load."""
+        return ProfileRules(self.profile_min_speedup, self.profile_pass_margin, self.profile_min_jobs)
 
     @property
     def visibility_seconds(self) -> int:
