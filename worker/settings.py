@@ -19,7 +19,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from worker.contracts import RETRY_STRATEGIES, Strategy
 from worker.policy import ProfileRules, Thresholds
 
-BUNDLED_MODEL = "gemma-3-270m"
+DEFAULT_MODEL = "qwen2.5-1.5b"
+"""The bundled model jobs run on unless they name another: Qwen2.5-Coder-1.5B-Instruct Q4_K_M."""
+SMALL_MODEL = "gemma-3-270m"
+"""The bundled small, fast base model (Gemma 3 270M): for work whose output content does not matter."""
 BOUND_SYMBOLS: tuple[tuple[str, str], ...] = (("ge", ">="), ("gt", ">"), ("le", "<="))
 CHAPTER_PARAGRAPHS = 20
 CHAPTER_PARAGRAPH_CHARS = 900
@@ -70,7 +73,7 @@ class Settings(BaseSettings):
     max_cache_mb: float = var("MAX_MODEL_CACHE_MB", 8000.0, "per-worker model cache cap, in MiB", ge=1)
     memory_reserve_mb: float = var("DYNAQUANT_MEMORY_RESERVE_MB", 256.0, "free memory (MiB) a load must leave", ge=0)
     models_file: Path | None = var("DYNAQUANT_MODELS_FILE", None, "JSON file of extra models (see Adding a model)")
-    default_model: str = var("DYNAQUANT_DEFAULT_MODEL", BUNDLED_MODEL, "model for jobs that name none")
+    default_model: str = var("DYNAQUANT_DEFAULT_MODEL", DEFAULT_MODEL, "model for jobs that name none")
     variants_dir: Path | None = var(
         "DYNAQUANT_VARIANTS_DIR",
         None,
@@ -80,7 +83,7 @@ class Settings(BaseSettings):
     cache_home: Path | None = var(
         "XDG_CACHE_HOME",
         None,
-        "the user cache: the bundled model and the variants go under `dynaquant/` in it",
+        "the user cache: the bundled models and the variants go under `dynaquant/` in it",
         shown="`~/.cache`",
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = var(
@@ -168,11 +171,31 @@ class Settings(BaseSettings):
         "DYNAQUANT_QUALITY_STRATEGIES",
         RETRY_STRATEGIES,
         "retry strategies in the order tried, comma-separated (each only where it applies)",
-        shown="`escalate,resimplify,sample`",
+        shown="`revise,escalate,best_of,resimplify,sample`",
         min_length=1,
     )
     quality_temperature: float = var(
-        "DYNAQUANT_QUALITY_TEMPERATURE", 0.7, "sampling temperature of the `sample` strategy", ge=0.01, le=2.0
+        "DYNAQUANT_QUALITY_TEMPERATURE",
+        0.7,
+        "sampling temperature of the `best_of` and `sample` strategies",
+        ge=0.01,
+        le=2.0,
+    )
+    quality_revise_rounds: int = var(
+        "DYNAQUANT_QUALITY_REVISE_ROUNDS", 2, "revisions of a draft with the checker's notes, per paragraph part", ge=0
+    )
+    quality_best_of: int = var(
+        "DYNAQUANT_QUALITY_BEST_OF",
+        3,
+        "drafts the `best_of` strategy makes of a paragraph part (the first included); the passing draft closest "
+        "to the source is kept",
+        ge=1,
+    )
+    meaning_check: bool = var(
+        "DYNAQUANT_MEANING_CHECK",
+        True,
+        "`1`/`0`: ask the model whether a draft whose words pass the checks changes what the text says",
+        shown="`1`",
     )
     quality_adaptive: bool = var(
         "DYNAQUANT_QUALITY_ADAPTIVE",

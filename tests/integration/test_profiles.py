@@ -14,14 +14,14 @@ from worker.contracts import JobSpec
 from worker.idle import QUEUE_CHECK_SECONDS
 from worker.model_loader import ModelLoader
 from worker.profiles import ProfileStore, Sample, profile_key
-from worker.registry import BUNDLED_NAME
 from worker.runtime import WorkerRuntime
+from worker.settings import SMALL_MODEL
 from worker.shadow import Finished
 from worker.tasks import run_job
 
 MakeLoader = Callable[..., tuple[ModelLoader, Readings]]
 MakeRuntime = Callable[..., WorkerRuntime]
-MODEL = BUNDLED_NAME
+MODEL = SMALL_MODEL
 
 
 def job(**changes: object) -> JobSpec:

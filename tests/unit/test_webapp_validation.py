@@ -13,9 +13,11 @@ from webapp.idempotency import idempotency_key
 from worker.contracts import GIB, CalculateRequest, JobLimits, MemoryReading, parse_batch, parse_job, validated
 from worker.errors import InputError
 from worker.policy import LEVELS, Thresholds
-from worker.settings import Settings
+from worker.settings import DEFAULT_MODEL, Settings
 
-LIMITS = JobLimits.from_settings(Settings(max_batch=10), models=("gemma-3-270m", "qwen-7b"))
+LIMITS = JobLimits.from_settings(
+    Settings(max_batch=10, default_model="gemma-3-270m"), models=("gemma-3-270m", "qwen-7b")
+)
 JOB = {"text": "Cells divide by mitosis.", "grade_level": 6}
 
 
@@ -123,7 +125,7 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DYNAQUANT_DEFAULT_MODEL", "")
     custom = Settings()
     assert custom.api_token == "t" and custom.max_queue == 7 and str(custom.models_file) == "/m.json"
-    assert custom.default_model == "gemma-3-270m", "an empty variable means the default, for every reader"
+    assert custom.default_model == DEFAULT_MODEL, "an empty variable means the default, for every reader"
     monkeypatch.setenv("DYNAQUANT_MAX_QUEUE", "lots")
     with pytest.raises(ValueError, match="DYNAQUANT_MAX_QUEUE"):
         Settings()
