@@ -406,8 +406,8 @@ class Reoptimization(BaseModel):
 
 Verdict = Literal["pass", "needs_review"]
 VERDICTS: tuple[Verdict, ...] = ("pass", "needs_review")
-Strategy = Literal["escalate", "resimplify", "sample"]
-RETRY_STRATEGIES: tuple[Strategy, ...] = ("escalate", "resimplify", "sample")
+Strategy = Literal["revise", "best_of", "escalate", "resimplify", "sample"]
+RETRY_STRATEGIES: tuple[Strategy, ...] = ("revise", "escalate", "best_of", "resimplify", "sample")
 """The gate's retry strategies, in the order measured best on the tuning paragraphs (bench.quality_gate order)."""
 
 
@@ -444,6 +444,19 @@ class QualityReport(BaseModel):
     coverage: float = Field(description="share of the source's sentences whose key terms the output keeps")
     missing: list[str] = Field(default_factory=list, description="key terms of the source the output lost")
     coverage_ok: bool = Field(description="the output keeps enough of the source's key content")
+    length_ratio: float = Field(default=1.0, description="the output's words over the source's")
+    dropped_facts: list[str] = Field(
+        default_factory=list, description="numbers and names of the source that the output leaves out"
+    )
+    over_simplified: bool = Field(
+        default=False, description="much shorter than the source, or leaves out several of its numbers and names"
+    )
+    meaning_score: float | None = Field(
+        default=None,
+        description="the model's own judgement, asked separately, that the output changes what the source says "
+        "(0-1); null when the model was not asked (a base model, or word checks already failed)",
+    )
+    meaning_ok: bool = Field(default=True, description="the meaning score is below the limit (or was not asked)")
     verdict: Verdict = Field(description="pass, or needs_review when any check fails")
     reasons: list[str] = Field(default_factory=list, description="why the verdict is needs_review, in plain words")
 

@@ -1,51 +1,62 @@
 """The quality report of a simplification: does the output suit the reader, and does it say what the source says?
 
-Pure: no I/O beyond the word-frequency table that `wordfreq` ships. Five checks, each with its thresholds
-named below, tuned by `python -m bench.quality_labels --tune` on the tuning part of the hand labels in
-bench/data/quality_labels.jsonl only (the held-out part reports the precision and recall):
+Pure: the terms and the grade come from worker/terms.py and worker/readability.py; the meaning score, when
+there is one, is measured outside (worker/meaning.py) and passed in. The checks, each with its thresholds named
+below, tuned by `python -m bench.quality_labels --tune` on the tuning part of the hand labels only (the
+held-out part reports the precision and recall):
 
-- grade: the output's Flesch-Kincaid grade against the target, plus a vocabulary signal (the share of
-  rare words, by word frequency) so a text of short rare words does not pass as easy;
-- invented content: numbers, names and rare content words in the output that the source does not have
-  (matched on word stems, so case, plurals and inflections do not count; common easy words are allowed);
+- grade: the output's Flesch-Kincaid grade against the target (too hard, or too simple for the grade), plus a
+  vocabulary signal (the share of rare words) so a text of short rare words does not pass as easy;
+- invented content: numbers, names and rare words of the output that the source does not have (numbers by
+  value, words by family, so "18th century" matches "eighteenth century" and "volcanic" matches "volcanoes");
 - copy: the output repeats the source nearly word for word, so nothing was simplified;
-- coverage: the share of the source's key content (numbers, names, content words) the output keeps, so an
-  output that drops most of the text, or answers another text, is caught;
+- coverage: the share of the source's key content (numbers, names, content words) the output keeps;
+- over-simplification: the output is much shorter than the source, or leaves out its numbers and names;
+- meaning: the model's own judgement, asked separately, that the output changes what the source says;
 - the verdict: `pass` when every check holds, else `needs_review` with the reasons in plain words.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
 
 from worker.contracts import InventedContent, QualityReport, Verdict
+from worker.readability import flesch_kincaid, syllables
+from worker.terms import (
+    Word,
+    has_key,
+    is_content,
+    is_name,
+    kept_keys,
+    key_terms,
+    number_values,
+    numbers_of,
+    same_family,
+    sentences,
+    stem,
+    stems_of,
+    supported,
+    tokens,
+    unique,
+    zipf,
+)
 
-GRADE_TOLERANCE = 2.0
-"""Grade fit: the output's Flesch-Kincaid grade may be at most this far above the target ."""
-GRADE_TOLERANCE_BELOW = 6.0
-"""...and at most this far below it (a very low score on real text means it lost most of what it said)."""
+GRADE_TOLERANCE = 1.5
+"""Grade fit: the output's Flesch-Kincaid grade may be at most this far above the target..."""
+GRADE_TOLERANCE_BELOW = 2.0
+"""...and at most this far below it (a rewrite far simpler than asked has lost what the grade could read)."""
 RARE_ZIPF = 3.5
 """A word rarer than this on wordfreq's Zipf scale (3.5 = about three per million words) counts as rare."""
 RARE_SHARE_AT_GRADE_3 = 0.06
 RARE_SHARE_PER_GRADE = 0.015
 """Most rare words an output may have, as a share of its words: 6% for grade 3, 1.5 points more per grade."""
-COMMON_ZIPF = 4.5
-"""An added content word at least this common (about thirty per million words) is an easy word a rewrite may add..."""
+INVENTED_ZIPF = 3.5
+"""An added word (not a name or a number) is invented content when it is rarer than this: a rewrite may add
+the common words it explains things with, but not a term of its own..."""
 EASY_SYLLABLES = 2
-EASY_SHORT_ZIPF = 2.0
-"""...and so is one of at most two syllables not rarer than this ("shake", "germ", "layer"; not "relativity")."""
-PREFIX_MIN = 3
-"""A word is supported by a longer source word that starts with it (its stem at least this long)."""
-NAME_ZIPF = 3.0
-"""A capitalised word at a sentence start that is rarer than this is taken for a name."""
-INVENTED_WORDS_MIN = 1
-"""Harder content words the source lacks that make an output "adds content"."""
-SMALL_NUMBER_WORD = 10
-"""Numbers spelled out up to this ("two kinds", "three branches") are counting, not facts, and are not checked."""
+EASY_SHORT_ZIPF = 2.5
+"""...unless it is short and not very rare, an easy word a child knows ("germ", "shake"; not "relativity")."""
 COPY_OVERLAP = 0.5
 """Copy: at least half of the output's word trigrams appear in the source..."""
 COPY_MIN_WORDS = 12
@@ -54,36 +65,65 @@ COVERAGE_TERMS_PER_SENTENCE = 4
 """A source sentence counts as kept when the output has this many of its key terms (numbers, names, content words)."""
 COVERAGE_MIN = 0.6
 """Coverage: the output keeps at least this share of the source's sentences (see coverage_of)."""
+MIN_LENGTH_RATIO = 0.5
+"""Over-simplified: the output has fewer words than this share of the source's..."""
+DROPPED_FACTS_MAX = 2
+"""...or leaves out at least this many of the source's numbers and names."""
+MEANING_MAX = 0.75
+"""The meaning check fails above this score (the model's P(Yes) that the rewrite changes the meaning)."""
 MIN_OUTPUT_WORDS = 3
 """Fewer words than this is no simplification at all."""
 LIST_LIMIT = 6
 """Terms listed per reason."""
 
-FUNCTION_WORDS = """a about above after again against all also although am among an and any are around as at be because
-    been before being below between both but by can cannot could did do does doing done down during
-    each either else even ever every few for from further had has have having he her here hers
-    herself him himself his how however i if in into is it its itself just least less like made make
-    makes many may me might more most much must my myself neither no nor not now of off often on
-    once one only or other others our ours ourselves out over own per quite rather same she should
-    since so some such than that the their theirs them themselves then there these they this those
-    though through thus to too under until up upon us very was we were what when where whereas
-    whether which while who whom whose why will with within without would yet you your yours
-    yourself called usually still way ways thing things kind kinds lot lots get gets got"""
-STOPWORDS = frozenset(FUNCTION_WORDS.split())
-NUMBER_WORDS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
-    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
-    "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
-    "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
-}  # fmt: skip
-SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
-TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?s?|[A-Za-z]+(?:['’][A-Za-z]+)*(?:-[A-Za-z]+)*")
-SENTENCE_BREAK = re.compile(r"[.!?:;\"“”()]\s*$")
+
+@dataclass(frozen=True)
+class Findings:
+    """What the checks found, before they become a report."""
+
+    target: int
+    n_words: int
+    grade: float | None
+    grade_error: float | None
+    rare_share: float
+    rare: list[str]
+    invented: InventedContent
+    similarity: float
+    coverage: float
+    missing: list[str]
+    length_ratio: float
+    dropped: list[str]
+    meaning: float | None
+
+    @property
+    def grade_ok(self) -> bool:
+        e = self.grade_error
+        return e is not None and -GRADE_TOLERANCE_BELOW <= e <= GRADE_TOLERANCE
+
+    @property
+    def vocabulary_ok(self) -> bool:
+        return self.rare_share <= rare_share_limit(self.target)
+
+    @property
+    def copied(self) -> bool:
+        return self.similarity >= COPY_OVERLAP and self.n_words >= COPY_MIN_WORDS
+
+    @property
+    def coverage_ok(self) -> bool:
+        return self.coverage >= COVERAGE_MIN
+
+    @property
+    def over_simplified(self) -> bool:
+        return self.length_ratio < MIN_LENGTH_RATIO or len(self.dropped) >= DROPPED_FACTS_MAX
+
+    @property
+    def meaning_ok(self) -> bool:
+        return self.meaning is None or self.meaning <= MEANING_MAX
 
 
 def adds_content(invented: InventedContent) -> bool:
-    """Whether the output adds facts (any number or name) or rare content words of its own."""
-    return bool(invented.facts) or len(invented.words) >= INVENTED_WORDS_MIN
+    """Whether the output adds facts (any number or name) or rare words of its own."""
+    return bool(invented.facts) or bool(invented.words)
 
 
 def too_hard(report: QualityReport) -> bool:
@@ -93,147 +133,21 @@ def too_hard(report: QualityReport) -> bool:
 
 def faithful(report: QualityReport) -> bool:
     """Adds nothing, keeps the key content and is not a copy: only its difficulty may be wrong."""
-    return not adds_content(report.invented) and report.coverage_ok and not report.copied and report.grade is not None
-
-
-@dataclass(frozen=True)
-class Word:
-    """One token of a text: its surface form and whether it starts a sentence."""
-
-    text: str
-    sentence_start: bool
-
-    @property
-    def lower(self) -> str:
-        return self.text.lower().replace("’", "'")
-
-
-def tokens(text: str) -> list[Word]:
-    """The words and numbers of a text in order, each marked when it opens a sentence."""
-    words: list[Word] = []
-    last = 0
-    for match in TOKEN.finditer(text):
-        gap = text[last : match.start()]
-        start = not words or bool(SENTENCE_BREAK.search(gap)) or "\n" in gap
-        words.append(Word(match.group(), start))
-        last = match.end()
-    return words
-
-
-@cache
-def stem(word: str) -> str:
-    """The word's stem (Snowball English), so plurals and inflections match; possessives dropped first."""
-    from nltk.stem.snowball import SnowballStemmer
-
-    base = re.sub(r"'s$|s'$", "", word.lower().replace("’", "'"))
-    return str(_stemmer(SnowballStemmer).stem(base))
-
-
-@cache
-def _stemmer(cls: type) -> Any:
-    return cls("english")
-
-
-@cache
-def zipf(word: str) -> float:
-    """How common a word is in English, on wordfreq's Zipf scale (0 unknown, 3 rare, 5 common, 7 'the');
-    an inflected form counts as common as its stem ("teaches" as "teach")."""
-    from wordfreq import zipf_frequency
-
-    return float(max(zipf_frequency(word, "en"), zipf_frequency(stem(word), "en")))
-
-
-def is_number(word: Word) -> bool:
-    """A numeral written with digits."""
-    return word.text[0].isdigit()
-
-
-def number_value(text: str) -> str:
-    """A numeral's value as a string: commas and a decade's 's' dropped ("1,440" -> "1440", "1960s" -> "1960")."""
-    value = text.replace(",", "").removesuffix("s")
-    return value[:-2] if value.endswith(".0") else value
-
-
-def spelled_numbers(words: Sequence[Word]) -> list[tuple[int, str]]:
-    """Numbers written in words ("two thousand", "twenty-nine") with the index where each starts."""
-    found: list[tuple[int, str]] = []
-    i = 0
-    while i < len(words):
-        total, current, j = 0, 0, i
-        while j < len(words):
-            parts = words[j].lower.split("-")
-            if all(p in NUMBER_WORDS for p in parts):
-                current += sum(NUMBER_WORDS[p] for p in parts)
-            elif parts[0] in SCALES and j > i:
-                current = max(current, 1) * SCALES[parts[0]]
-                if SCALES[parts[0]] >= 1000:
-                    total, current = total + current, 0
-            else:
-                break
-            j += 1
-        if j > i:
-            found.append((i, str(total + current)))
-            i = j
-        else:
-            i += 1
-    return found
-
-
-def numbers_of(words: Sequence[Word]) -> dict[str, str]:
-    """Every number in a text, by value, with how it was written."""
-    values = {number_value(w.text): w.text for w in words if is_number(w)}
-    for i, value in spelled_numbers(words):
-        values.setdefault(value, words[i].text)
-    return values
-
-
-def is_name(word: Word) -> bool:
-    """A capitalised word inside a sentence, or a rare capitalised word opening one (not "I")."""
-    if not word.text[0].isupper() or word.text == "I" or word.lower in STOPWORDS:
-        return False
-    return not word.sentence_start or zipf(word.lower) < NAME_ZIPF
-
-
-def is_content(word: Word) -> bool:
-    """A word that carries meaning: alphabetic, three letters or more, not a function word or a number word."""
-    low = word.lower
-    return word.text[0].isalpha() and len(low) >= 3 and low not in STOPWORDS and low not in NUMBER_WORDS
-
-
-def stems_of(words: Iterable[Word]) -> set[str]:
-    """The stems of a text's words (numbers left out), each part of a hyphenated word too."""
-    out: set[str] = set()
-    for w in words:
-        if w.text[0].isalpha():
-            out.add(stem(w.lower))
-            out.update(stem(part) for part in w.lower.split("-") if part)
-    return out
-
-
-def supported(word: Word, source_stems: set[str]) -> bool:
-    """Whether the source has the word: by stem, as the start of a longer source word ("Sun" in "sunlight",
-    "America" in "American"), or every part of a hyphenated word."""
-    key = stem(word.lower)
-    if key in source_stems or (len(key) >= PREFIX_MIN and any(s.startswith(key) for s in source_stems)):
-        return True
-    parts = [p for p in word.lower.split("-") if p]
-    return len(parts) > 1 and all(stem(p) in source_stems or p in STOPWORDS for p in parts)
-
-
-def easy_word(word: str) -> bool:
-    """A word a simplification may add: common, or short and not rare (Dale-Chall's idea of a familiar word)."""
-    return zipf(word) >= COMMON_ZIPF or (syllable_count(word) <= EASY_SYLLABLES and zipf(word) >= EASY_SHORT_ZIPF)
+    return (
+        not adds_content(report.invented)
+        and report.coverage_ok
+        and not report.over_simplified
+        and report.meaning_ok
+        and not report.copied
+        and report.grade is not None
+    )
 
 
 def invented_content(source: Sequence[Word], output: Sequence[Word]) -> InventedContent:
-    """Numbers, names and rare content words of the output that the source does not support."""
-    source_numbers = numbers_of(source)
+    """Numbers, names and rare words of the output that the source does not support."""
+    source_values = number_values(source)
     source_stems = stems_of(source)
-    numbers = [
-        raw
-        for value, raw in numbers_of(output).items()
-        if value not in source_numbers and not (not raw[0].isdigit() and float(value) <= SMALL_NUMBER_WORD)
-    ]
+    numbers = [n.raw for n in numbers_of(output) if not n.spelled_small and not n.values & source_values]
     names: list[str] = []
     words: list[str] = []
     for w in output:
@@ -241,32 +155,16 @@ def invented_content(source: Sequence[Word], output: Sequence[Word]) -> Invented
             continue
         if is_name(w):
             names.append(w.text)
-        elif is_content(w) and not easy_word(w.lower):
+        elif is_content(w) and rare_added(w.lower):
             words.append(w.lower)
     return InventedContent(numbers=unique(numbers), names=unique(names), words=unique(words))
 
 
-def key_terms(words: Sequence[Word]) -> dict[str, str]:
-    """Key content by match key: number values (not small counting words) and the stems of names and content words."""
-    terms: dict[str, str] = {
-        f"#{value}": raw
-        for value, raw in numbers_of(words).items()
-        if raw[0].isdigit() or float(value) > SMALL_NUMBER_WORD
-    }
-    for w in words:
-        if w.text[0].isalpha() and (is_name(w) or is_content(w)):
-            terms.setdefault(stem(w.lower), w.text)
-    return terms
-
-
-def sentences(words: Sequence[Word]) -> list[list[Word]]:
-    """The text's words grouped by sentence."""
-    groups: list[list[Word]] = []
-    for w in words:
-        if w.sentence_start or not groups:
-            groups.append([])
-        groups[-1].append(w)
-    return groups
+def rare_added(word: str) -> bool:
+    """Whether an added word is a rare term (invented content), not an easy word a rewrite may explain with."""
+    frequency = zipf(word)
+    easy_short = syllables(word) <= EASY_SYLLABLES and frequency >= EASY_SHORT_ZIPF
+    return frequency < INVENTED_ZIPF and not easy_short
 
 
 def coverage_of(source: Sequence[Word], output: Sequence[Word]) -> tuple[float, list[str]]:
@@ -276,15 +174,37 @@ def coverage_of(source: Sequence[Word], output: Sequence[Word]) -> tuple[float, 
     for fewer), so a rewrite in other words still keeps a sentence by its subject, while an output that drops
     most sentences, or answers another text, keeps little.
     """
-    kept = stems_of(output) | {f"#{value}" for value in numbers_of(output)}
+    kept = kept_keys(output)
     scores = []
     for sentence in sentences(source):
         terms = key_terms(sentence)
         if terms:
-            found = sum(key in kept for key in terms)
+            found = sum(has_key(key, kept) for key in terms)
             scores.append(min(found / min(COVERAGE_TERMS_PER_SENTENCE, len(terms)), 1.0))
-    missing = [raw for key, raw in key_terms(source).items() if key not in kept]
+    missing = [raw for key, raw in key_terms(source).items() if not has_key(key, kept)]
     return (round(sum(scores) / len(scores), 3) if scores else 1.0), missing
+
+
+def dropped_facts(source: Sequence[Word], output: Sequence[Word]) -> list[str]:
+    """The source's numbers and the names inside its sentences that the output leaves out."""
+    output_values = number_values(output)
+    output_stems = stems_of(output)
+    numbers = [n.raw for n in numbers_of(source) if not n.spelled_small and not n.values & output_values]
+    names = [w.text for w in source if is_name(w) and not w.sentence_start and not supported(w, output_stems)]
+    return unique([*numbers, *names])
+
+
+def closeness(source: str, output: str) -> float:
+    """How close an output stays to its source in content: the F1 of their content-word families (0-1), so that
+    among passing drafts the one that keeps most of the source and adds least is kept."""
+    src = {stem(w.lower) for w in tokens(source) if is_content(w) or is_name(w)}
+    out = {stem(w.lower) for w in tokens(output) if is_content(w) or is_name(w)}
+    if not src or not out:
+        return 0.0
+    kept = sum(any(same_family(s, o) or s == o for o in out) for s in src)
+    grounded = sum(any(same_family(o, s) or s == o for s in src) for o in out)
+    recall, precision = kept / len(src), grounded / len(out)
+    return round(2 * recall * precision / (recall + precision), 4) if kept and grounded else 0.0
 
 
 def trigrams(words: Sequence[Word]) -> list[tuple[str, ...]]:
@@ -316,68 +236,96 @@ def rare_share_limit(target_grade: int) -> float:
     return RARE_SHARE_AT_GRADE_3 + RARE_SHARE_PER_GRADE * max(target_grade - 3, 0)
 
 
-def check(source: str, output: str, target_grade: int) -> QualityReport:
-    """The quality report of `output` as a simplification of `source` for a reader in `target_grade`."""
+def find(source: str, output: str, target_grade: int, meaning: float | None = None) -> Findings:
+    """Run every check of `output` against `source` for a reader in `target_grade`."""
     src, out = tokens(source), tokens(output)
-    grade = readability_grade(output)
-    error = round(grade - target_grade, 2) if grade is not None else None
-    grade_ok = error is not None and -GRADE_TOLERANCE_BELOW <= error <= GRADE_TOLERANCE
+    grade = flesch_kincaid(output)
     rare_share, rare = rare_words_of(out)
-    vocabulary_ok = rare_share <= rare_share_limit(target_grade)
-    invented = invented_content(src, out)
-    similarity = copy_similarity(src, out)
-    copied = similarity >= COPY_OVERLAP and len(out) >= COPY_MIN_WORDS
     coverage, missing = coverage_of(src, out)
-    coverage_ok = coverage >= COVERAGE_MIN
-    fields = {
-        "target_grade": target_grade,
-        "grade": grade,
-        "grade_error": error,
-        "grade_ok": grade_ok,
-        "rare_word_share": rare_share,
-        "rare_words": rare,
-        "vocabulary_ok": vocabulary_ok,
-        "invented": invented,
-        "copy_similarity": similarity,
-        "copied": copied,
-        "coverage": coverage,
-        "missing": missing,
-        "coverage_ok": coverage_ok,
-    }
-    reasons = reasons_for(fields, len(out))
-    return QualityReport(**fields, verdict="needs_review" if reasons else "pass", reasons=reasons)  # type: ignore[arg-type]
+    src_words = sum(w.text[0].isalpha() for w in src)
+    out_words = sum(w.text[0].isalpha() for w in out)
+    return Findings(
+        target=target_grade,
+        n_words=len(out),
+        grade=grade,
+        grade_error=round(grade - target_grade, 2) if grade is not None else None,
+        rare_share=rare_share,
+        rare=rare,
+        invented=invented_content(src, out),
+        similarity=copy_similarity(src, out),
+        coverage=coverage,
+        missing=missing,
+        length_ratio=round(out_words / src_words, 3) if src_words else 1.0,
+        dropped=dropped_facts(src, out),
+        meaning=meaning,
+    )
 
 
-def reasons_for(f: Mapping[str, object], n_words: int) -> list[str]:
+def check(source: str, output: str, target_grade: int, meaning: float | None = None) -> QualityReport:
+    """The quality report of `output` as a simplification of `source` for a reader in `target_grade`; `meaning`
+    is the meaning check's score when the model was asked (worker/meaning.py)."""
+    f = find(source, output, target_grade, meaning)
+    reasons = reasons_for(f)
+    return QualityReport(
+        target_grade=target_grade,
+        grade=f.grade,
+        grade_error=f.grade_error,
+        grade_ok=f.grade_ok,
+        rare_word_share=f.rare_share,
+        rare_words=f.rare,
+        vocabulary_ok=f.vocabulary_ok,
+        invented=f.invented,
+        copy_similarity=f.similarity,
+        copied=f.copied,
+        coverage=f.coverage,
+        missing=f.missing,
+        coverage_ok=f.coverage_ok,
+        length_ratio=f.length_ratio,
+        dropped_facts=f.dropped,
+        over_simplified=f.over_simplified,
+        meaning_score=f.meaning,
+        meaning_ok=f.meaning_ok,
+        verdict="needs_review" if reasons else "pass",
+        reasons=reasons,
+    )
+
+
+def reasons_for(f: Findings) -> list[str]:
     """The failed checks in plain words, most serious first."""
-    if n_words < MIN_OUTPUT_WORDS:
-        return ["no simplified text came back" if n_words == 0 else f"only {n_words} word(s) came back"]
+    if f.n_words < MIN_OUTPUT_WORDS:
+        return ["no simplified text came back" if f.n_words == 0 else f"only {f.n_words} word(s) came back"]
     reasons: list[str] = []
-    invented = f["invented"]
-    assert isinstance(invented, InventedContent)
-    if invented.facts:
-        reasons.append(f"adds {quoted(invented.facts)}, not in the text")
-    if len(invented.words) >= INVENTED_WORDS_MIN:
-        reasons.append(f"talks about {quoted(invented.words)}, which the text does not mention")
-    if f["copied"]:
-        reasons.append(f"repeats the text nearly word for word ({f['copy_similarity']:.0%} of its phrases)")
-    if not f["coverage_ok"]:
-        missing = f["missing"]
-        assert isinstance(missing, list)
-        reasons.append(f"keeps only {f['coverage']:.0%} of the text's key content (leaves out {quoted(missing)})")
-    target = f["target_grade"]
-    assert isinstance(target, int)
-    if not f["grade_ok"]:
-        easier = isinstance(f["grade_error"], float | int) and f["grade_error"] < 0
-        reasons.append(f"grade {f['grade']:.1f} for a grade-{target} target" + (" (far simpler)" if easier else ""))
-    if not f["vocabulary_ok"]:
-        rare = f["rare_words"]
-        assert isinstance(rare, list)
+    if f.invented.facts:
+        reasons.append(f"adds {quoted(f.invented.facts)}, not in the text")
+    if f.invented.words:
+        reasons.append(f"talks about {quoted(f.invented.words)}, which the text does not mention")
+    if not f.meaning_ok:
+        reasons.append(f"may change what the text says: the model's own check doubts it (score {f.meaning:.2f})")
+    if f.copied:
+        reasons.append(f"repeats the text nearly word for word ({f.similarity:.0%} of its phrases)")
+    if f.over_simplified:
+        reasons.append(over_simplified_reason(f))
+    if not f.coverage_ok:
+        reasons.append(f"keeps only {f.coverage:.0%} of the text's key content (leaves out {quoted(f.missing)})")
+    if not f.grade_ok and f.grade is not None and f.grade_error is not None:
+        easier = " (too simple: keep more of the detail)" if f.grade_error < 0 else ""
+        reasons.append(f"grade {f.grade:.1f} for a grade-{f.target} target{easier}")
+    if not f.vocabulary_ok:
         reasons.append(
-            f"too many rare words for grade {target} ({f['rare_word_share']:.0%} of its words, at most "
-            f"{rare_share_limit(target):.0%}): {quoted(rare)}"
+            f"too many rare words for grade {f.target} ({f.rare_share:.0%} of its words, at most "
+            f"{rare_share_limit(f.target):.0%}): {quoted(f.rare)}"
         )
     return reasons
+
+
+def over_simplified_reason(f: Findings) -> str:
+    """Over-simplified, with what shows it: the length against the source's, the numbers and names it leaves out."""
+    parts = []
+    if f.length_ratio < MIN_LENGTH_RATIO:
+        parts.append(f"{f.length_ratio:.0%} of the text's length")
+    if f.dropped:
+        parts.append(f"leaves out {quoted(f.dropped)}")
+    return "over-simplified: " + ", ".join(parts)
 
 
 def quoted(terms: Sequence[str]) -> str:
@@ -389,18 +337,12 @@ def quoted(terms: Sequence[str]) -> str:
     return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
 
 
-def unique(items: Iterable[str]) -> list[str]:
-    """Items in first-seen order, each once."""
-    return list(dict.fromkeys(items))
-
-
 def preference(report: QualityReport) -> tuple[float, ...]:
     """Sort key for candidates, best last: a pass; then no made-up facts; fewer failed checks; nearer the grade."""
-    failures = len(report.reasons)
     return (
         float(report.passed),
         float(not report.invented.facts),
-        -float(failures),
+        -float(len(report.reasons)),
         report.coverage,
         -abs(report.grade_error) if report.grade_error is not None else -99.0,
     )
@@ -420,54 +362,6 @@ WARM_OUTPUT = "A volcano is a place where hot rock comes up. One blew up in 1980
 
 
 def warm() -> QualityReport:
-    """Load the word-frequency table, the stemmer and the syllable dictionary now (a worker at start), not
+    """Load the word-frequency table, the stemmer and the syllable dictionaries now (a worker at start), not
     during the first job."""
     return check(WARM_SOURCE, WARM_OUTPUT, 5)
-
-
-def cmudict_available() -> bool:
-    """Whether NLTK's CMU dictionary is on disk (textstat would otherwise try to download it)."""
-    import nltk
-
-    try:
-        nltk.data.find("corpora/cmudict")
-    except LookupError:
-        return False
-    return True
-
-
-WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
-
-
-def readability_grade(text: str) -> float | None:
-    """Flesch-Kincaid grade of a text (None for an empty one), by textstat.
-
-    textstat counts syllables with the CMU dictionary, which NLTK fetches from the network on first use.
-    Where it is not installed (an offline worker), the same formula runs on textstat's word and sentence
-    counts with Pyphen syllables, which is what textstat itself uses for words missing from the dictionary.
-    """
-    if not text.strip():
-        return None
-    import textstat
-
-    if cmudict_available():
-        return round(float(textstat.flesch_kincaid_grade(text)), 2)
-    words = WORD.findall(text.lower())
-    sentences = max(int(textstat.sentence_count(text)), 1)
-    if not words:
-        return 0.0
-    syllables = sum(syllable_count(word) for word in words)
-    grade = 0.39 * len(words) / sentences + 11.8 * syllables / len(words) - 15.59
-    return round(grade, 2)
-
-
-def syllable_count(word: str) -> int:
-    """Syllables of a word by Pyphen's hyphenation points (what textstat uses without the CMU dictionary)."""
-    return len(_hyphenator().positions(word)) + 1
-
-
-@cache
-def _hyphenator() -> Any:
-    import pyphen
-
-    return pyphen.Pyphen(lang="en_US")

@@ -48,8 +48,8 @@ def test_numbers_and_names_of_the_source_are_not_invented_in_other_forms() -> No
     report = check(RAILROAD, output, 6)
     assert report.invented.numbers == []
     assert "Chinese" not in report.invented.names and "Irish" not in report.invented.names
-    # China and Ireland are not in the text: a name the source does not have is flagged even when it is close
-    assert {"China", "Ireland"} <= set(report.invented.names)
+    # a name of the same word family is supported ("China" by "Chinese"); one that is not, is flagged
+    assert "China" not in report.invented.names and "Ireland" in report.invented.names
 
 
 def test_plurals_and_inflections_match_the_source() -> None:
@@ -64,13 +64,14 @@ def test_spelled_out_numbers_match_digits() -> None:
     assert check(src, "People built the wall over 3,000 years.", 4).invented.numbers == ["3,000"]
 
 
-def test_added_words_short_or_common_are_allowed_hard_ones_flagged() -> None:
+def test_added_words_short_or_common_are_allowed_rare_ones_flagged() -> None:
     src = "A metaphor describes one thing by saying that it is another thing."
     easy = check(src, "A metaphor says one thing is another thing. It helps you see it in a new way.", 5)
     assert not quality.adds_content(easy.invented)
     lecture = check(src, "A metaphor is a rhetorical device of literary innovation and linguistic sophistication.", 5)
     assert quality.adds_content(lecture.invented)
-    assert {"rhetorical", "innovation", "linguistic", "sophistication"} <= set(lecture.invented.words)
+    assert {"rhetorical", "sophistication"} <= set(lecture.invented.words)
+    assert "innovation" not in lecture.invented.words, "a common word is not invented content"
 
 
 def test_the_movie_metaphor_of_a_small_model_is_caught() -> None:
@@ -141,6 +142,6 @@ def test_combined_document_report_names_the_paragraph() -> None:
     assert QualityReport.model_validate(combined.model_dump(mode="json")) == combined
 
 
-def test_readability_grade_of_empty_text_is_none() -> None:
-    assert quality.readability_grade("   ") is None
-    assert quality.readability_grade("The cat sat on the mat.") < quality.readability_grade(RAILROAD)  # type: ignore[operator]
+def test_grade_of_empty_output_is_none_and_a_hard_text_grades_higher() -> None:
+    assert check(VACCINES, "   ", 6).grade is None
+    assert check(VACCINES, "The cat sat on the mat.", 6).grade < check(VACCINES, RAILROAD, 6).grade  # type: ignore[operator]
