@@ -30,6 +30,9 @@ class TinyModel:
     def chat(self, messages: Sequence[Message], decoding: Decoding) -> Generation:
         return Generation("ok", 1, 1, 0.0, "stop")
 
+    def answer_probabilities(self, messages: Sequence[Message], answers: Sequence[str]) -> dict[str, float]:
+        return dict.fromkeys(answers, 1 / len(answers))
+
     def close(self) -> None:
         self.closed = True
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.simplify import build_messages, build_prompt, clean_output, cut_loop, cut_prompt_fields
+from worker.simplify import clean_output, cut_loop, cut_prompt_fields
 
 
 def test_a_made_up_complex_field_is_cut() -> None:
@@ -40,10 +40,3 @@ def test_plain_answers_are_left_alone() -> None:
     text = "Cells have small parts called mitochondria. They make the energy a cell needs."
     assert clean_output(" " + text + "\n", "stop") == text
     assert cut_loop(text) == text
-
-
-def test_the_chat_prompt_carries_the_instruction_examples_and_text() -> None:
-    messages = build_messages("Bees pollinate\nflowers.", 4, "Biology")
-    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
-    assert messages[-1]["content"] == "Grade: 4\nSubject: Biology\nText: Bees pollinate flowers."
-    assert build_prompt("Bees pollinate flowers.", 4, "Biology").endswith("Text: Bees pollinate flowers.\nSimple:")

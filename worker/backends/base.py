@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from worker.registry import ModelSpec
@@ -79,9 +79,23 @@ class LoadedModel(Protocol):
         """The assistant's next turn after `messages`, through the model's chat template."""
         ...
 
+    def answer_probabilities(self, messages: Sequence[Message], answers: Sequence[str]) -> dict[str, float]:
+        """The probability of each answer as the first token of the assistant's next turn (greedy, one step)."""
+        ...
+
     def close(self) -> None:
         """Free the model's memory; the object is unusable afterwards."""
         ...
+
+
+def softmax_of(logits: Sequence[float] | Any, token_ids: dict[str, int]) -> dict[str, float]:
+    """Each named token's probability under the softmax of a next-token logits vector."""
+    import numpy as np
+
+    values = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(values - values.max())
+    total = float(shifted.sum())
+    return {name: float(shifted[token] / total) for name, token in token_ids.items()}
 
 
 class HeldModel:

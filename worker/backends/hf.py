@@ -18,7 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.backends.base import Decoding, Generation, HeldModel, Message, chat_template_or_none, cut_at_stop
+from worker.backends.base import (
+    Decoding,
+    Generation,
+    HeldModel,
+    Message,
+    chat_template_or_none,
+    cut_at_stop,
+    softmax_of,
+)
 from worker.errors import JobCancelled, ModelLoadError
 from worker.policy import RUNTIME_OVERHEAD_FRACTION, check_level
 from worker.probes import installed
@@ -131,6 +139,18 @@ class TransformersModel(HeldModel):
         """The assistant's turn: the tokenizer's chat template renders the prompt, then a plain completion."""
         prompt = self._tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
         return self.generate(str(prompt), decoding)
+
+    def answer_probabilities(self, messages: Sequence[Message], answers: Sequence[str]) -> dict[str, float]:
+        """One forward pass over the chat prompt; the answers' first tokens read from the last position's logits."""
+        import torch
+
+        self._ensure_open(self._model)
+        prompt = self._tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        inputs = self._tokenizer(str(prompt), return_tensors="pt").to(self._model.device)
+        with self._lock, torch.inference_mode():
+            logits = self._model(**inputs).logits[0, -1].float().cpu().numpy()
+        ids = {a: int(self._tokenizer.encode(a, add_special_tokens=False)[0]) for a in answers}
+        return softmax_of(logits, ids)
 
     def generate(self, prompt: str, decoding: Decoding) -> Generation:
         """Completion (greedy unless sampling), checking stop sequences and cancellation after every token."""

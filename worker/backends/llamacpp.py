@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.backends.base import Decoding, Generation, HeldModel, Message, chat_template_or_none
+from worker.backends.base import Decoding, Generation, HeldModel, Message, chat_template_or_none, softmax_of
 from worker.errors import InputError, JobCancelled, ModelLoadError
 from worker.policy import BITS_PER_WEIGHT, GGUF_TYPES, LEVELS, RUNTIME_OVERHEAD_FRACTION, check_level
 from worker.settings import get_settings
@@ -112,6 +112,24 @@ class LlamaCppModel(HeldModel):
             ),
             watch,
         )
+
+    def answer_probabilities(self, messages: Sequence[Message], answers: Sequence[str]) -> dict[str, float]:
+        """One step of chat completion whose logits a processor keeps; the answers' first tokens read from them."""
+        import llama_cpp
+
+        self._ensure_open(self._llm)
+        kept: list[Any] = []
+
+        def keep(_ids: Any, logits: Any) -> Any:
+            kept.append(logits.copy())
+            return logits
+
+        with self._lock:
+            self._llm.create_chat_completion(
+                list(messages), max_tokens=1, temperature=0.0, logits_processor=llama_cpp.LogitsProcessorList([keep])
+            )
+            ids = {a: self._llm.tokenize(a.encode(), add_bos=False, special=False)[0] for a in answers}
+        return softmax_of(kept[0], ids)
 
     def _run(self, call: Callable[[Any], Any], watch: _Watch) -> Generation:
         """One llama.cpp call under the model's lock, timed, with cancellation and context errors translated."""
