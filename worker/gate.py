@@ -1,14 +1,20 @@
-"""The quality gate: draft, check, and while the verdict is not `pass` retry within a bounded budget.
+"""The quality gate: draft, check, and while the verdict is not `pass` fix or retry within a bounded budget.
 
-Retry strategies, tried in the order of DYNAQUANT_QUALITY_STRATEGIES (each only where it applies):
+Every draft's words are checked; the drafter also gives a draft whose words pass the meaning check (the model
+asked whether the rewrite changes what the text says; worker/meaning.py), which can still send it to review.
+Strategies, tried in the order of DYNAQUANT_QUALITY_STRATEGIES (each only where it applies):
+- revise: the best draft goes back to the model with the checker's findings as concrete instructions
+  (worker/feedback.py), at most DYNAQUANT_QUALITY_REVISE_ROUNDS times per part;
+- best_of: more drafts of the source, sampled (temperature > 0, seeded), until DYNAQUANT_QUALITY_BEST_OF drafts
+  exist; among the drafts that pass, the one closest to the source in content is kept;
 - escalate: run again one precision level up, when the draft ran below the model's top level here. The
   decision engine still rules: the higher level is asked for as a floor (`min_quantization`), so the loader
   loads it only if it fits in memory; never at the emergency memory band; never above the job's ceiling
   after a lost worker; never for a forced level (a forced level is checked and reported, not escalated);
 - resimplify: a draft that is faithful but too hard becomes the input, for the same target;
 - sample: a seeded sample (temperature > 0) at the best level so far.
-The best candidate by the checks is kept. When none passes it is returned with verdict `needs_review`
-and its reasons: quality alone never fails a job. Every attempt is recorded.
+The kept draft is the passing draft closest to the source, or, when none passes, the best by the checks, returned
+with verdict `needs_review` and its reasons: quality alone never fails a job. Every attempt is recorded.
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ from typing import TYPE_CHECKING, Protocol
 from worker.backends.base import Generation, Sampling, StopCheck
 from worker.contracts import AttemptRecord, QualityReport, Reoptimization, Strategy
 from worker.errors import InsufficientMemoryError, JobCancelled
-from worker.policy import LEVELS, Request, UnsupportedLevelError, rank
-from worker.quality import check, faithful, preference, too_hard
+from worker.feedback import revision_notes
+from worker.policy import LEVELS, Request, UnsupportedLevelError, as_level, rank
+from worker.quality import check, closeness, faithful, preference, too_hard
 from worker.retry_budget import RetryDecision
 
 if TYPE_CHECKING:
@@ -30,6 +37,8 @@ if TYPE_CHECKING:
 
 NO_ESCALATION_BANDS = ("emergency",)
 """Memory bands at which the decision matrix forces the lowest level: no escalation there."""
+Checker = Callable[[str, str, int, float | None], QualityReport]
+"""(source, output, target grade, meaning score) -> the report; worker.quality.check."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,8 @@ class GateSettings:
     max_seconds: float
     order: tuple[Strategy, ...]
     temperature: float
+    revise_rounds: int = 2
+    best_of: int = 3
 
     @classmethod
     def from_settings(cls, settings: Settings, job_wants_it: bool = True) -> GateSettings:
@@ -51,7 +62,26 @@ class GateSettings:
             max_seconds=settings.quality_max_seconds,
             order=settings.quality_strategies,
             temperature=settings.quality_temperature,
+            revise_rounds=settings.quality_revise_rounds,
+            best_of=settings.quality_best_of,
         )
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What one draft is asked for: a rewrite of the paragraph part `source` (or of `text` instead, a draft made
+    simpler again), or, with `revise`, that draft revised with `notes`. The meaning check always compares with
+    `source`."""
+
+    source: str
+    text: str | None = None
+    revise: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def input(self) -> str:
+        """The text the model rewrites."""
+        return self.text if self.text is not None else self.source
 
 
 @dataclass(frozen=True)
@@ -70,6 +100,12 @@ class Draft:
     reoptimized: Reoptimization | None = None
     memory_used: float = 0.0
     load: int = 0
+    meaning: float | None = None
+    """The meaning check's score, asked on the same model when the draft's words pass (None: not asked)."""
+
+
+Drafter = Callable[[Ask, Request, Sampling | None], Draft]
+"""Makes a draft (greedy, or sampled) on the model and level the loader gives for the request."""
 
 
 class RetryBudget(Protocol):
@@ -84,18 +120,25 @@ class RetryBudget(Protocol):
         ...
 
 
-Drafter = Callable[[str, Request, Sampling | None], Draft]
-"""Simplifies a text under a request (greedy, or sampled), on the model and level the loader gives."""
+@dataclass(frozen=True)
+class Step:
+    """One retry to make: which strategy, what to ask, with which request and sampling."""
+
+    strategy: Strategy
+    ask: Ask
+    request: Request
+    sampling: Sampling | None = None
 
 
 @dataclass(frozen=True)
-class Step:
-    """One retry to make: which strategy, on which input, with which request and sampling."""
+class Candidate:
+    """A draft, its report, the request it ran under, and whether it is a draft of the source itself (not a
+    revision or a rewrite of a draft)."""
 
-    strategy: Strategy
-    text: str
+    draft: Draft
+    report: QualityReport
     request: Request
-    sampling: Sampling | None = None
+    fresh: bool = True
 
 
 @dataclass
@@ -113,16 +156,41 @@ class GateResult:
 @dataclass
 class _State:
     source: str
-    request: Request
     levels: tuple[str, ...]
-    temperature: float
-    best: tuple[Draft, QualityReport, Request]
+    settings: GateSettings
+    candidates: list[Candidate]
     reached: str
     reached_request: Request
     escalation_blocked: bool = False
+    revised: set[str] = field(default_factory=set)
     resimplified: set[str] = field(default_factory=set)
+    best_of_started: bool = False
     attempts: int = 1
     escalation_pays: Callable[[str, str], bool] | None = None
+
+    @property
+    def best(self) -> Candidate:
+        return choose(self.source, self.candidates)
+
+    @property
+    def first(self) -> Candidate:
+        return self.candidates[0]
+
+    def drafts_of_source(self) -> int:
+        """Drafts made from the source itself (not revisions, not rewrites of a draft) at the first draft's level."""
+        return sum(c.fresh and c.draft.level == self.first.draft.level for c in self.candidates)
+
+    def collecting(self) -> bool:
+        """best_of has started and wants more drafts."""
+        return self.best_of_started and self.drafts_of_source() < self.settings.best_of
+
+
+def choose(source: str, candidates: Sequence[Candidate]) -> Candidate:
+    """The passing candidate closest to the source in content; with none passing, the best by the checks."""
+    passing = [c for c in candidates if c.report.passed]
+    if passing:
+        return max(passing, key=lambda c: closeness(source, c.draft.text))
+    return max(candidates, key=lambda c: preference(c.report))
 
 
 def attempt_record(n: int, strategy: Strategy | None, draft: Draft, report: QualityReport) -> AttemptRecord:
@@ -130,19 +198,40 @@ def attempt_record(n: int, strategy: Strategy | None, draft: Draft, report: Qual
     return AttemptRecord(
         attempt=n,
         strategy=strategy or "draft",
-        level=draft.level,  # type: ignore[arg-type]
+        level=as_level(draft.level),
         grade=report.grade,
         verdict=report.verdict,
         seconds=round(draft.seconds, 3),
     )
 
 
+def plan_revise(state: _State) -> Step | None:
+    """The best draft with the checker's notes, while revision rounds are left and there is something to say."""
+    best = state.best
+    if len(state.revised) >= state.settings.revise_rounds or best.draft.text in state.revised:
+        return None
+    notes = revision_notes(best.report, best.draft.text)
+    if not notes:
+        return None
+    return Step("revise", Ask(state.source, revise=best.draft.text, notes=tuple(notes)), best.request)
+
+
+def plan_best_of(state: _State) -> Step | None:
+    """Another sampled draft of the source at the first draft's level, until best_of drafts exist."""
+    if state.drafts_of_source() >= state.settings.best_of:
+        return None
+    state.best_of_started = True
+    seed = state.attempts
+    return Step("best_of", Ask(state.source), state.first.request, Sampling(state.settings.temperature, seed=seed))
+
+
 def plan_escalate(state: _State) -> Step | None:
     """One level above the most precise level tried, as a floor the loader must fit; None where it cannot apply."""
-    draft = state.best[0]
-    if state.request.force_quantization is not None or state.escalation_blocked or draft.band in NO_ESCALATION_BANDS:
+    request = state.first.request
+    draft = state.best.draft
+    if request.force_quantization is not None or state.escalation_blocked or draft.band in NO_ESCALATION_BANDS:
         return None
-    ceiling = state.request.ceiling  # after a lost worker: escalation never goes above it
+    ceiling = request.ceiling  # after a lost worker: escalation never goes above it
     higher = [
         lvl
         for lvl in state.levels
@@ -153,24 +242,26 @@ def plan_escalate(state: _State) -> Step | None:
     target = max(higher, key=rank)  # the nearest more precise level
     if state.escalation_pays is not None and not state.escalation_pays(state.reached, target):
         return None  # measured on this host: the higher level passes no more often
-    return Step("escalate", state.source, replace(state.reached_request, min_quantization=target))
+    return Step("escalate", Ask(state.source), replace(state.reached_request, min_quantization=target))
 
 
 def plan_resimplify(state: _State) -> Step | None:
     """The best draft as the new input, when it is faithful but too hard (once per draft)."""
-    draft, report, request = state.best
-    if not (faithful(report) and too_hard(report)) or draft.text in state.resimplified:
+    best = state.best
+    if not (faithful(best.report) and too_hard(best.report)) or best.draft.text in state.resimplified:
         return None
-    return Step("resimplify", draft.text, request)
+    return Step("resimplify", Ask(state.source, text=best.draft.text), best.request)
 
 
 def plan_sample(state: _State) -> Step:
     """A seeded sample of the source at the best draft's level."""
-    _, _, request = state.best
-    return Step("sample", state.source, request, Sampling(state.temperature, seed=state.attempts))
+    sampling = Sampling(state.settings.temperature, seed=state.attempts)
+    return Step("sample", Ask(state.source), state.best.request, sampling)
 
 
 PLANNERS: dict[Strategy, Callable[[_State], Step | None]] = {
+    "revise": plan_revise,
+    "best_of": plan_best_of,
     "escalate": plan_escalate,
     "resimplify": plan_resimplify,
     "sample": plan_sample,
@@ -178,7 +269,9 @@ PLANNERS: dict[Strategy, Callable[[_State], Step | None]] = {
 
 
 def next_step(state: _State, order: Sequence[Strategy]) -> Step | None:
-    """The first strategy in order that applies."""
+    """Go on collecting best_of drafts once started; otherwise the first strategy in order that applies."""
+    if state.collecting():
+        return plan_best_of(state)
     for strategy in order:
         step = PLANNERS[strategy](state)
         if step is not None:
@@ -193,12 +286,12 @@ def run(
     request: Request,
     settings: GateSettings,
     levels: Sequence[str] = LEVELS,
-    checker: Callable[[str, str, int], QualityReport] = check,
+    checker: Checker = check,
     budget: RetryBudget | None = None,
     should_stop: StopCheck | None = None,
     escalation_pays: Callable[[str, str], bool] | None = None,
 ) -> GateResult:
-    """Draft and check `source`; while it fails and the budget lasts, retry; keep the best candidate.
+    """Draft and check `source`; while it fails and the budget lasts, fix or retry; keep the best candidate.
 
     `levels` are the model's supported levels here (the most precise one is where escalation stops).
     With the gate off (settings.enabled False) the draft is checked and returned, never retried. A `budget`
@@ -207,8 +300,8 @@ def run(
     (lower, higher) says no where measured profiles show the higher level passes no more often.
     """
     started = time.monotonic()
-    draft = drafter(source, request, None)
-    report = checker(source, draft.text, grade_level)
+    draft = drafter(Ask(source), request, None)
+    report = checker(source, draft.text, grade_level, draft.meaning)
     result = GateResult(draft, report, [attempt_record(1, None, draft, report)], [draft])
     if not settings.enabled or report.passed or settings.max_attempts <= 1:
         return result
@@ -219,15 +312,14 @@ def run(
             return result
     state = _State(
         source,
-        request,
         tuple(levels),
-        settings.temperature,
-        (draft, report, request),
+        settings,
+        [Candidate(draft, report, request)],
         draft.level,
         request,
         escalation_pays=escalation_pays,
     )
-    passed = retry(state, result, grade_level, drafter, settings, started, checker, should_stop)
+    passed = retry(state, result, grade_level, drafter, started, checker, should_stop)
     if budget is not None:
         budget.after_retries(draft, passed)
     return result
@@ -238,14 +330,14 @@ def retry(
     result: GateResult,
     grade_level: int,
     drafter: Drafter,
-    settings: GateSettings,
     started: float,
-    checker: Callable[[str, str, int], QualityReport],
+    checker: Checker,
     should_stop: StopCheck | None,
 ) -> list[bool]:
-    """Retry while the best candidate fails and the budget lasts; whether each retry passed, in order."""
+    """Retry while the kept candidate fails (or best_of collects) and the budget lasts; whether each retry passed."""
+    settings = state.settings
     passed: list[bool] = []
-    while not result.report.passed and state.attempts < settings.max_attempts:
+    while (not result.report.passed or state.collecting()) and state.attempts < settings.max_attempts:
         if should_stop is not None and should_stop():
             raise JobCancelled("the job was stopped between quality-gate attempts")
         if time.monotonic() - started + result.drafts[-1].seconds > settings.max_seconds:
@@ -254,20 +346,23 @@ def retry(
         if step is None:
             break
         try:
-            candidate = drafter(step.text, step.request, step.sampling)
+            candidate = drafter(step.ask, step.request, step.sampling)
         except (InsufficientMemoryError, UnsupportedLevelError):
             state.escalation_blocked = True  # the higher level does not fit: the decision engine says no
             continue
-        if step.strategy == "resimplify":
-            state.resimplified.add(step.text)
+        if step.ask.revise is not None:
+            state.revised.add(step.ask.revise)
+        if step.ask.text is not None:
+            state.resimplified.add(step.ask.text)
         state.attempts += 1
-        cand_report = checker(state.source, candidate.text, grade_level)
-        passed.append(cand_report.passed)
-        result.attempts.append(attempt_record(state.attempts, step.strategy, candidate, cand_report))
+        report = checker(state.source, candidate.text, grade_level, candidate.meaning)
+        passed.append(report.passed)
+        result.attempts.append(attempt_record(state.attempts, step.strategy, candidate, report))
         result.drafts.append(candidate)
+        fresh = step.ask.revise is None and step.ask.text is None
+        state.candidates.append(Candidate(candidate, report, step.request, fresh))
         if rank(candidate.level) < rank(state.reached):
             state.reached, state.reached_request = candidate.level, step.request
-        if preference(cand_report) > preference(result.report):
-            result.draft, result.report = candidate, cand_report
-            state.best = (candidate, cand_report, step.request)
+        kept = state.best
+        result.draft, result.report = kept.draft, kept.report
     return passed

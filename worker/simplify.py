@@ -1,8 +1,8 @@
 """simplify_text: each paragraph of a text run on the model the loader picks, checked, and retried when it fails.
 
-The bundled Gemma 3 270M is a base model, so its prompt shows two worked examples (lines Grade:,
-Subject:, Text:, Simple:) and generation stops at the end of the answer line. A model whose file carries
-a chat template (an instruct model) gets the same instruction and examples as chat turns instead.
+The prompts are in worker/prompts.py: chat turns for an instruct model (one with a chat template in its
+file), a few-shot completion for a base model. Whatever comes back is cleaned here (made-up prompt fields,
+loops, a sentence cut off by the token limit).
 """
 
 from __future__ import annotations
@@ -19,41 +19,15 @@ from worker.backends.base import Decoding
 from worker.contracts import AppliedCeiling, GateSummary, JobResult, JobSpec, ParagraphResult, QualityReport
 from worker.document import Part, join_document, split_document
 from worker.errors import JobCancelled
-from worker.gate import Draft, Drafter, GateResult, GateSettings, RetryBudget
+from worker.gate import Ask, Draft, Drafter, GateResult, GateSettings, RetryBudget
+from worker.meaning import meaning_score
 from worker.policy import Request, as_level
+from worker.prompts import STOP, build_messages, build_prompt, one_line, revise_messages
 
 if TYPE_CHECKING:
-    from worker.backends.base import Generation, LoadedModel, Message, Sampling
+    from worker.backends.base import Generation, LoadedModel, Sampling
     from worker.model_loader import ModelLoader
 
-HEADER = (
-    "Each hard text below is rewritten in short sentences and easy words that a student in the given grade "
-    "can read. The meaning stays the same."
-)
-EXAMPLES: tuple[tuple[int, str, str, str], ...] = (
-    (
-        5,
-        "Science",
-        "The mitochondrion is a double-membrane-bound organelle found in most eukaryotic organisms that generates "
-        "most of the chemical energy needed to power the cell's biochemical reactions.",
-        "Cells have small parts called mitochondria. They make the energy a cell needs to live and work.",
-    ),
-    (
-        7,
-        "History",
-        "Following the cessation of hostilities in 1918, the victorious Allied Powers convened in Paris, where "
-        "protracted negotiations culminated in the Treaty of Versailles, which imposed substantial reparations and "
-        "territorial concessions upon Germany.",
-        "World War I ended in 1918. The winners met in Paris and wrote the Treaty of Versailles. It made Germany pay "
-        "a lot of money and give away land.",
-    ),
-)
-STOP: tuple[str, ...] = ("\n\n", "Grade:", "Subject:", "Text:", "Simple:", "Complex:")
-"""Where a few-shot completion ends: a blank line, or the model starting another prompt field of its own."""
-CHAT_INSTRUCTION = (
-    "You rewrite a hard text in short sentences and easy words that a student in the given grade can read. "
-    "Keep the meaning and the facts; add nothing that is not in the text. Reply with the rewritten text only."
-)
 FIELD_LABELS = (
     "Grade|Subject|Text|Simple|Complex|Hard|Easy|Original|Simplified|Rewritten|Input|Output|Answer|Example|Question"
 )
@@ -62,33 +36,6 @@ PROMPT_FIELD = re.compile(rf"\b(?:{FIELD_LABELS})(?: (?:text|version|sentence))?
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 LOOP_WORDS = 6
 """A run of this many words seen earlier in an output means the model is looping."""
-
-
-def one_line(text: str) -> str:
-    """Collapse all whitespace (newlines included) to single spaces, so a field stays on its prompt line."""
-    return " ".join(text.split())
-
-
-def build_prompt(text: str, grade_level: int, subject: str) -> str:
-    """The few-shot prompt: a one-line instruction, two worked examples, then the request's text."""
-    blocks = [HEADER + "\n"]
-    for grade, subj, hard, simple in EXAMPLES:
-        blocks.append(f"Grade: {grade}\nSubject: {subj}\nText: {hard}\nSimple: {simple}\n")
-    blocks.append(f"Grade: {grade_level}\nSubject: {one_line(subject)}\nText: {one_line(text)}\nSimple:")
-    return "\n".join(blocks)
-
-
-def build_messages(text: str, grade_level: int, subject: str) -> list[Message]:
-    """The chat form of the prompt: the instruction, each worked example as a user/assistant pair, then the text."""
-
-    def request(grade: int, subj: str, hard: str) -> str:
-        return f"Grade: {grade}\nSubject: {one_line(subj)}\nText: {one_line(hard)}"
-
-    messages: list[Message] = [{"role": "system", "content": CHAT_INSTRUCTION}]
-    for grade, subj, hard, simple in EXAMPLES:
-        messages += [{"role": "user", "content": request(grade, subj, hard)}, {"role": "assistant", "content": simple}]
-    messages.append({"role": "user", "content": request(grade_level, subject, text)})
-    return messages
 
 
 def cut_prompt_fields(raw: str) -> str:
@@ -145,9 +92,22 @@ def generate_once(
 ) -> tuple[str, Generation]:
     """One simplification of one paragraph: chat turns for a model with a chat template, else the few-shot prompt."""
     decoding = Decoding(max_tokens, should_stop=should_stop, sampling=sampling)
+    return ask_model(model, Ask(text), grade_level, subject, decoding)
+
+
+def ask_model(
+    model: LoadedModel, ask: Ask, grade_level: int, subject: str, decoding: Decoding
+) -> tuple[str, Generation]:
+    """One draft as the ask says: a rewrite, or a revision with notes (a base model, which cannot follow notes,
+    rewrites its draft again instead), cleaned."""
     if model.chat_template is not None:
-        generation = model.chat(build_messages(text, grade_level, subject), decoding)
+        if ask.revise is not None:
+            messages = revise_messages(ask.input, ask.revise, grade_level, subject, ask.notes)
+        else:
+            messages = build_messages(ask.input, grade_level, subject)
+        generation = model.chat(messages, decoding)
     else:
+        text = ask.revise if ask.revise is not None else ask.input
         generation = model.generate(build_prompt(text, grade_level, subject), dataclasses.replace(decoding, stop=STOP))
     return clean_output(generation.text, generation.finish_reason), generation
 
@@ -159,15 +119,19 @@ def make_drafter(
     subject: str,
     max_tokens: int,
     should_stop: Callable[[], bool] | None = None,
+    meaning_check: bool = True,
 ) -> Drafter:
-    """A drafter for the gate: each call holds the model at the level the loader picks for its request."""
+    """A drafter for the gate: each call holds the model at the level the loader picks for its request, and, while
+    it holds it, asks the meaning check of a draft whose words pass (`meaning_check`)."""
 
-    def draft(text: str, request: Request, sampling: Sampling | None) -> Draft:
+    def draft(ask: Ask, request: Request, sampling: Sampling | None) -> Draft:
         started = time.perf_counter()
+        decoding = Decoding(max_tokens, should_stop=should_stop, sampling=sampling)
         with loader.acquire(model, request) as lease:
-            output, generation = generate_once(
-                lease.model, text, grade_level, subject, max_tokens, should_stop, sampling
-            )
+            output, generation = ask_model(lease.model, ask, grade_level, subject, decoding)
+            meaning = None
+            if meaning_check and quality.check(ask.source, output, grade_level).passed:
+                meaning = meaning_score(lease.model, ask.source, grade_level, subject, output)
         decision = lease.decision
         return Draft(
             text=output,
@@ -182,6 +146,7 @@ def make_drafter(
             reoptimized=lease.reoptimization,
             memory_used=decision.memory_used,
             load=decision.load,
+            meaning=meaning,
         )
 
     return draft
@@ -206,7 +171,9 @@ def simplify_text(
     subject = one_line(job.subject)
     gate_settings = GateSettings.from_settings(settings, job.quality_check)
     levels = loader.supported_levels(loader.registry.get(job.model))
-    drafter = make_drafter(loader, job.model, job.grade_level, subject, job.max_tokens, should_stop)
+    drafter = make_drafter(
+        loader, job.model, job.grade_level, subject, job.max_tokens, should_stop, settings.meaning_check
+    )
     manager = loader.manager
 
     def escalation_pays(lower: str, higher: str) -> bool:
