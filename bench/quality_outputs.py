@@ -1,9 +1,13 @@
-"""Real outputs of the bundled model for hand labelling: every benchmark paragraph at every level, greedy.
+"""Real first drafts of a model for hand labelling: every labelled paragraph at every level, greedy.
 
-    .venv/bin/python -m bench.quality_outputs            # writes bench/data/quality_outputs.jsonl
+    .venv/bin/python -m bench.quality_outputs                  # the default model -> bench/data/outputs/<model>.jsonl
+    .venv/bin/python -m bench.quality_outputs --model gemma-3-270m
+    .venv/bin/python -m bench.quality_outputs --reclean        # re-clean every row's raw text, generate nothing
 
-Each row is what the service returns for the paragraph at that level (the service's prompt, stop strings
-and output cleaning, the default max_tokens). The rows are the raw material of bench/data/quality_labels.jsonl.
+Each row is what the service returns as the first draft for the paragraph at that level (the service's prompt,
+stop strings and output cleaning, the default max_tokens), with its meaning-check score from the same loaded
+model. The rows are the raw material of bench/data/labels/<model>.jsonl. A stopped run keeps what it wrote and
+goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -11,14 +15,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from bench.common import LEVEL_ORDER, ROOT, THREADS, bench_parser, bundled_source
+from bench.common import LEVEL_ORDER, ROOT, THREADS, bench_parser
 from bench.paragraphs import ALL_PARAGRAPHS, Paragraph
 
-OUTPUTS_FILE = ROOT / "bench" / "data" / "quality_outputs.jsonl"
+OUTPUTS_DIR = ROOT / "bench" / "data" / "outputs"
 
 
-def read_rows(path: Path) -> list[dict[str, object]]:
+def outputs_file(model: str) -> Path:
+    """Where a model's first drafts are kept."""
+    return OUTPUTS_DIR / f"{model}.jsonl"
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
     """The rows already written (none when the file does not exist)."""
     if not path.exists():
         return []
@@ -47,30 +57,44 @@ def interleaved(paragraphs: tuple[Paragraph, ...]) -> list[Paragraph]:
     return out
 
 
+def meaning_scores(model: Any, p: Paragraph, output: str) -> dict[str, Any]:
+    """The service's meaning score for the draft (the judge continues the rewrite's conversation) and its seconds."""
+    import time
+
+    from worker.meaning import meaning_score
+
+    started = time.perf_counter()
+    score = meaning_score(model, p.text, p.grade_level, p.subject, output)
+    return {"meaning": score, "meaning_seconds": round(time.perf_counter() - started, 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Generate every paragraph at every level and write one JSON line per output."""
+    """Generate every paragraph at every level (one level loaded at a time) and write one JSON line per output."""
+    from worker.settings import DEFAULT_MODEL
+
     parser = bench_parser(__doc__)
-    parser.add_argument("--out", type=Path, default=OUTPUTS_FILE)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--levels", nargs="*", default=list(LEVEL_ORDER))
     parser.add_argument("--threads", type=int, default=THREADS, help="llama.cpp threads (1 on a crowded machine)")
     parser.add_argument("--reclean", action="store_true", help="re-clean every row's raw text, generate nothing")
     args = parser.parse_args(argv)
+    out = outputs_file(args.model)
     if args.reclean:
-        return reclean(args.out)
+        return reclean(out)
     from worker.backends.llamacpp import LlamaCppBackend
-    from worker.registry import BUNDLED_NAME, BUNDLED_PARAMS_B, ModelSpec
+    from worker.registry import Registry
     from worker.settings import get_settings
     from worker.simplify import generate_once
 
     settings = get_settings()
-    spec = ModelSpec(BUNDLED_NAME, BUNDLED_PARAMS_B, bundled_source(), None, bundled=True)
+    spec = Registry().get(args.model)
     backend = LlamaCppBackend(settings.variants_path, n_threads=args.threads)
-    done = {(r["pid"], r["level"]) for r in read_rows(args.out)}
-    models = {level: backend.load(spec, level) for level in args.levels}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        for p in interleaved(ALL_PARAGRAPHS):
-            for level, model in models.items():
+    done = {(r["pid"], r["level"]) for r in read_rows(out)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for level in args.levels:
+        model = backend.load(spec, level)
+        try:
+            for p in interleaved(ALL_PARAGRAPHS):
                 if (p.pid, level) in done:
                     continue
                 text, gen = generate_once(model, p.text, p.grade_level, p.subject, settings.job_default_max_tokens)
@@ -82,14 +106,15 @@ def main(argv: list[str] | None = None) -> int:
                     "raw": gen.text,
                     "finish_reason": gen.finish_reason,
                     "seconds": round(gen.seconds, 3),
+                    "tokens_out": gen.tokens_out,
                 }
-                with args.out.open("a") as sink:  # one line at a time: a stopped run keeps what it made
+                row |= meaning_scores(model, p, text)
+                with out.open("a") as sink:  # one line at a time: a stopped run keeps what it made
                     sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                 print(f"{level} {p.pid} {gen.seconds:.2f}s {text[:90]!r}", flush=True)
-    finally:
-        for model in models.values():
+        finally:
             model.close()
-    print(f"{len(read_rows(args.out))} outputs in {args.out}")
+    print(f"{len(read_rows(out))} outputs in {out}")
     return 0
 
 
