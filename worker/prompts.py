@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from worker.readability import grade_target
 
-if TYPE_CHECKING:
-    from worker.backends.base import Message
+Message = dict[str, str]
+"""One chat turn: {"role": "system" | "user" | "assistant", "content": text}."""
 
 SYSTEM = (
     "You rewrite hard texts so that a school student of a given grade can read them. Use sentences of the length "

@@ -7,12 +7,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from worker.prompts import Message
+
 if TYPE_CHECKING:
     from worker.registry import ModelSpec
 
 StopCheck = Callable[[], bool]
-Message = dict[str, str]
-"""One chat turn: {"role": "system" | "user" | "assistant", "content": text}."""
 
 
 @dataclass(frozen=True)
