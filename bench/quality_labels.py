@@ -1,21 +1,17 @@
 """The quality checker against hand labels: precision and recall of each check, on the tuning and held-out parts.
 
-    .venv/bin/python -m bench.quality_labels           # prints the tables, writes bench/results/quality_labels.json
-    .venv/bin/python -m bench.quality_labels --tune    # also searches the thresholds on the tuning part only
+    .venv/bin/python -m bench.quality_labels                        # the default model's labels
+    .venv/bin/python -m bench.quality_labels --tune                 # also searches thresholds on the tuning part
+    .venv/bin/python -m bench.quality_labels --model gemma-3-270m   # the small model's (older) labels
 
-bench/data/quality_labels.jsonl holds real outputs of the bundled model (bench/quality_outputs.py: every
-benchmark paragraph at every level, greedy, as the service returns them), each read and labelled by hand:
-- invented: the output states something the source does not (a number, a name, a claim or topic of its
-  own); `invented_terms` lists the offending words;
-- copy: the output is mostly the source's own wording (a sentence or more verbatim), nothing simplified;
-- grade_fit: a reader of the target grade can read it: no more than 2 grades harder than the target and
-  not more than 3 below it;
-- coverage_ok: it keeps at least about half of the source's main points.
-Rows with level "reference" are rewrites written by hand for the target grade (good simplifications, so the
-tuning sees both classes: the model's own outputs are nearly all faulty). The labels split by paragraph:
-the first set (p01-p24) tunes the thresholds, the second (q01-q18, written later, targets 3-10) is held out;
-hand-written rewrites are scored apart from the model outputs. A check "flags" when it finds a problem;
-precision is the share of its flags that the labels confirm, recall the share of labelled problems it flags.
+bench/data/labels/<model>.jsonl holds real first drafts of the model (bench/quality_outputs.py: every
+benchmark paragraph at every level, greedy, as the service returns them), each read and labelled by hand as
+bench/data/labels/RUBRIC.md says. The meaning check's score of each draft comes from the outputs file
+(bench/data/outputs/<model>.jsonl), measured on the same loaded model as the service does. The labels split by
+paragraph: the first set (p01-p24) tunes the thresholds, the second (q01-q18, written later, targets 3-10) is
+held out. A check "flags" when it finds a problem; precision is the share of its flags that the labels confirm,
+recall the share of labelled problems it flags. The figure that matters is the verdict's pass precision: of
+the drafts the checker passes, the share a teacher would accept as they are (`teacher_accept`).
 """
 
 from __future__ import annotations
@@ -29,34 +25,48 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import LEVEL_ORDER as LEVELS
-from bench.common import ROOT, Recorder, table
+from bench.common import ROOT, Recorder, bench_parser, table
 from bench.paragraphs import paragraph
 
-LABELS_FILE = ROOT / "bench" / "data" / "quality_labels.jsonl"
-CHECKS = ("invented", "invented_facts", "copy", "grade", "coverage", "verdict")
+LABELS_DIR = ROOT / "bench" / "data" / "labels"
+CHECKS = ("invented", "invented_facts", "copy", "grade", "coverage", "meaning", "verdict")
 GRID: dict[str, tuple[Any, ...]] = {
-    "COMMON_ZIPF": (4.0, 4.5, 5.0, 5.5),
-    "EASY_SHORT_ZIPF": (2.0, 2.5, 3.0, 3.5, 99.0),
-    "INVENTED_WORDS_MIN": (1, 2, 3),
-    "COPY_OVERLAP": (0.5, 0.6, 0.75, 0.9),
-    "COVERAGE_MIN": (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8),
+    "INVENTED_ZIPF": (3.0, 3.5, 4.0),
+    "EASY_SHORT_ZIPF": (2.0, 2.5, 3.0, 99.0),
+    "COPY_OVERLAP": (0.4, 0.5, 0.6, 0.75),
+    "COVERAGE_MIN": (0.4, 0.5, 0.6, 0.7),
     "COVERAGE_TERMS_PER_SENTENCE": (2, 3, 4),
-    "GRADE_TOLERANCE": (1.0, 2.0, 3.0),
-    "GRADE_TOLERANCE_BELOW": (3.0, 4.0, 6.0, 99.0),
-    "RARE_SHARE_AT_GRADE_3": (0.02, 0.04, 0.06, 0.08, 0.10),
+    "MIN_LENGTH_RATIO": (0.3, 0.4, 0.5, 0.6),
+    "DROPPED_FACTS_MAX": (1, 2, 3),
+    "GRADE_TOLERANCE": (1.0, 1.5, 2.0, 2.5),
+    "GRADE_TOLERANCE_BELOW": (1.5, 2.0, 3.0, 4.0),
+    "RARE_SHARE_AT_GRADE_3": (0.04, 0.06, 0.08, 0.10),
+    "MEANING_MAX": (0.6, 0.65, 0.7, 0.72, 0.74, 0.76, 0.8, 1.0),
 }
 """Thresholds searched with --tune, one check at a time, on the tuning part only."""
 TUNED_BY_CHECK = {
-    "invented": ("COMMON_ZIPF", "EASY_SHORT_ZIPF", "INVENTED_WORDS_MIN"),
+    "invented": ("INVENTED_ZIPF", "EASY_SHORT_ZIPF"),
     "copy": ("COPY_OVERLAP",),
-    "coverage": ("COVERAGE_MIN", "COVERAGE_TERMS_PER_SENTENCE"),
+    "coverage": ("COVERAGE_MIN", "COVERAGE_TERMS_PER_SENTENCE", "MIN_LENGTH_RATIO", "DROPPED_FACTS_MAX"),
     "grade": ("GRADE_TOLERANCE", "GRADE_TOLERANCE_BELOW", "RARE_SHARE_AT_GRADE_3"),
+    "meaning": ("MEANING_MAX",),
 }
 
 
-def load_labels(path: Path = LABELS_FILE) -> list[dict[str, Any]]:
-    """The labelled rows."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def labels_file(model: str) -> Path:
+    """Where a model's hand labels are kept."""
+    return LABELS_DIR / f"{model}.jsonl"
+
+
+def load_labels(model: str) -> list[dict[str, Any]]:
+    """The labelled rows, each with the meaning score its draft got (None where none was measured)."""
+    from bench.quality_outputs import outputs_file, read_rows
+
+    scores = {(r["pid"], r["level"], r["output"]): r.get("meaning") for r in read_rows(outputs_file(model))}
+    rows = [json.loads(line) for line in labels_file(model).read_text().splitlines() if line.strip()]
+    for row in rows:
+        row["meaning"] = scores.get((row["pid"], row["level"], row["output"]))
+    return rows
 
 
 def part_of(pid: str) -> str:
@@ -78,28 +88,36 @@ def truth(row: dict[str, Any]) -> dict[str, bool]:
         "copy": labels["copy"],
         "grade": not labels["grade_fit"],
         "coverage": not labels["coverage_ok"],
+        "meaning": not labels.get("meaning_ok", True),
     }
-    truths["verdict"] = any(truths[k] for k in ("invented", "copy", "grade", "coverage"))
+    accept = labels.get("teacher_accept")
+    truths["verdict"] = (not accept) if accept is not None else any(truths[k] for k in CHECKS[:-1])
     return truths
 
 
 def flags(row: dict[str, Any]) -> dict[str, bool]:
-    """Which problems the checker finds in the row's output."""
+    """Which problems the checker finds in the row's output (the meaning score asked, as the service does, only
+    where the word checks pass)."""
     from worker.quality import adds_content, check
 
-    report = check(paragraph(row["pid"]).text, row["output"], row["grade_level"])
+    source = paragraph(row["pid"]).text
+    words = check(source, row["output"], row["grade_level"])
+    report = check(source, row["output"], row["grade_level"], row["meaning"]) if words.passed else words
+    scored = check(source, row["output"], row["grade_level"], row["meaning"])
     return {
         "invented": adds_content(report.invented),
         "invented_facts": bool(report.invented.facts),
         "copy": report.copied,
         "grade": not (report.grade_ok and report.vocabulary_ok),
-        "coverage": not report.coverage_ok,
+        "coverage": not report.coverage_ok or report.over_simplified,
+        "meaning": not scored.meaning_ok,
         "verdict": report.verdict == "needs_review",
     }
 
 
 def scores(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per check: counts, precision, recall and F1 of the checker's flags against the labels."""
+    """Per check: counts, precision, recall and F1 of the checker's flags against the labels; for the verdict
+    also its pass precision (of the passed drafts, the share a teacher would accept)."""
     pairs = [(truth(r), flags(r)) for r in rows]
     out: dict[str, dict[str, Any]] = {}
     for check in CHECKS:
@@ -119,7 +137,25 @@ def scores(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "f1": f1,
             "agreement": sum(t[check] == f[check] for t, f in pairs) / len(pairs) if pairs else None,
         }
+    passed = [t for t, f in pairs if not f["verdict"]]
+    accepted = sum(not t["verdict"] for t, _ in pairs)
+    out["verdict"]["passed"] = len(passed)
+    out["verdict"]["pass_precision"] = sum(not t["verdict"] for t in passed) / len(passed) if passed else None
+    out["verdict"]["accepted"] = accepted
+    out["verdict"]["accept_recall"] = (sum(not t["verdict"] for t in passed) / accepted) if accepted else None
     return out
+
+
+def auc(rows: list[dict[str, Any]], label: str) -> dict[str, Any]:
+    """How well the meaning score ranks drafts with a labelled problem above drafts without (area under the ROC
+    curve: 0.5 is chance), over the rows that have a score."""
+    scored = [(r["meaning"], truth(r)[label]) for r in rows if r.get("meaning") is not None]
+    bad = [s for s, problem in scored if problem]
+    good = [s for s, problem in scored if not problem]
+    if not bad or not good:
+        return {"rows": len(scored), "auc": None}
+    wins = sum((b > g) + 0.5 * (b == g) for b in bad for g in good)
+    return {"rows": len(scored), "problems": len(bad), "auc": round(wins / (len(bad) * len(good)), 3)}
 
 
 @contextmanager
@@ -130,7 +166,6 @@ def thresholds(values: dict[str, Any]) -> Iterator[None]:
     saved = {name: getattr(quality, name) for name in values}
     for name, value in values.items():
         setattr(quality, name, value)
-    quality.zipf.cache_clear()
     try:
         yield
     finally:
@@ -149,7 +184,7 @@ def tune(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             with thresholds(values):
                 s = scores(rows)[check]
             results.append((s["f1"], s["agreement"] or 0.0, -s["flagged"], values, s))
-        f1, _, _, values, s = max(results, key=lambda r: r[:3])  # ties: the setting that flags fewer outputs
+        f1, _, _, values, s = max(results, key=lambda r: r[:3])
         best[check] = {"thresholds": values, "f1": f1, "precision": s["precision"], "recall": s["recall"]}
     return best
 
@@ -162,42 +197,43 @@ def print_scores(name: str, result: dict[str, dict[str, Any]]) -> None:
         for c, s in result.items()
     ]
     print(f"\n{name}\n{table(headers, body)}")
+    v = result["verdict"]
+    print(f"passed {v['passed']}: {v['pass_precision']} of them a teacher would accept; accepted {v['accepted']}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Score the checker on both parts (and tune on the first with --tune); write the JSON result."""
-    args = sys.argv[1:] if argv is None else argv
-    rows = load_labels()
+    from worker.settings import DEFAULT_MODEL
+
+    parser = bench_parser(__doc__)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--tune", action="store_true", help="search the thresholds on the tuning part")
+    args = parser.parse_args(argv)
+    rows = load_labels(args.model)
     parts: dict[str, list[dict[str, Any]]] = {"tuning": [], "held_out": []}
     for row in rows:
         parts[part_of(row["pid"])].append(row)
-    run = Recorder("quality_labels", args)
+    run = Recorder("quality_labels" if args.model == DEFAULT_MODEL else f"quality_labels_{args.model}", argv or [])
+    run.data["command"] = ".venv/bin/python -m bench.quality_labels" + " ".join(["", *(argv or sys.argv[1:])])
     outputs = [r for r in rows if r["level"] != "reference"]
+    run.data["model"] = args.model
     run.data["rows"] = {k: len(v) for k, v in parts.items()}
     run.data["paragraphs"] = {k: sorted({r["pid"] for r in v}) for k, v in parts.items()}
     run.data["levels"] = {lvl: sum(r["level"] == lvl for r in rows) for lvl in (*LEVELS, "reference")}
     run.data["labelled_problem_rate"] = sum(truth(r)["verdict"] for r in outputs) / len(outputs)
-    if "--tune" in args:
+    if args.tune:
         run.data["tuned"] = tune(parts["tuning"])
         print(json.dumps(run.data["tuned"], indent=2))
     for name, part_rows in parts.items():
         model_rows = [r for r in part_rows if r["level"] != "reference"]
-        references = [r for r in part_rows if r["level"] == "reference"]
         result = scores(model_rows)
-        passed = [r["pid"] for r in references if not flags(r)["verdict"]]
-        int2_facts = [r for r in model_rows if r["level"] == "int2" and truth(r)["invented_facts"]]
-        int2_passed = [r["pid"] for r in int2_facts if not flags(r)["verdict"]]
-        run.data[name] = {
-            "outputs": result,
-            "references": len(references),
-            "references_passed": passed,
-            "int2_inventing_facts": len(int2_facts),
-            "int2_inventing_facts_passed": int2_passed,
-        }
+        by_level = {lvl: scores([r for r in model_rows if r["level"] == lvl])["verdict"] for lvl in LEVELS}
+        meaning = {label: auc(model_rows, label) for label in ("meaning", "verdict")}
+        run.data[name] = {"outputs": result, "by_level": by_level, "meaning_auc": meaning}
         n_par = len({r["pid"] for r in model_rows})
         print_scores(f"{name}: {len(model_rows)} model outputs of {n_par} paragraphs", result)
-        print(f"{name}: {len(passed)} of {len(references)} hand-written rewrites pass ({', '.join(passed) or 'none'})")
-        print(f"{name}: {len(int2_passed)} of {len(int2_facts)} int2 outputs that invent names or numbers pass")
+        print(f"{name}: meaning score AUC against meaning problems {meaning['meaning']}, against rejection "
+              f"{meaning['verdict']}")  # fmt: skip
     run.save()
     return 0
 

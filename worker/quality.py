@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from worker import readability
 from worker.contracts import InventedContent, QualityReport, Verdict
 from worker.readability import flesch_kincaid, syllables
 from worker.terms import (
@@ -51,7 +52,7 @@ RARE_ZIPF = 3.5
 RARE_SHARE_AT_GRADE_3 = 0.06
 RARE_SHARE_PER_GRADE = 0.015
 """Most rare words an output may have, as a share of its words: 6% for grade 3, 1.5 points more per grade."""
-INVENTED_ZIPF = 3.5
+INVENTED_ZIPF = 4.0
 """An added word (not a name or a number) is invented content when it is rarer than this: a rewrite may add
 the common words it explains things with, but not a term of its own..."""
 EASY_SYLLABLES = 2
@@ -63,11 +64,11 @@ COPY_MIN_WORDS = 12
 """...in an output of at least this many words."""
 COVERAGE_TERMS_PER_SENTENCE = 4
 """A source sentence counts as kept when the output has this many of its key terms (numbers, names, content words)."""
-COVERAGE_MIN = 0.6
+COVERAGE_MIN = 0.7
 """Coverage: the output keeps at least this share of the source's sentences (see coverage_of)."""
-MIN_LENGTH_RATIO = 0.5
+MIN_LENGTH_RATIO = 0.4
 """Over-simplified: the output has fewer words than this share of the source's..."""
-DROPPED_FACTS_MAX = 2
+DROPPED_FACTS_MAX = 3
 """...or leaves out at least this many of the source's numbers and names."""
 MEANING_MAX = 0.75
 """The meaning check fails above this score (the model's P(Yes) that the rewrite changes the meaning)."""
@@ -364,4 +365,5 @@ WARM_OUTPUT = "A volcano is a place where hot rock comes up. One blew up in 1980
 def warm() -> QualityReport:
     """Load the word-frequency table, the stemmer and the syllable dictionaries now (a worker at start), not
     during the first job."""
+    readability.warm()
     return check(WARM_SOURCE, WARM_OUTPUT, 5)

@@ -108,6 +108,7 @@ def _hyphenator() -> Any:
     return pyphen.Pyphen(lang="en_US")
 
 
-def warm() -> float | None:
-    """Read the dictionaries now (a worker at start), not during the first job."""
-    return flesch_kincaid("A volcano is a place where hot rock comes up.")
+def warm() -> None:
+    """Read the pronouncing dictionary and the hyphenation patterns now (a worker at start), not in the first job."""
+    _dictionary()
+    _hyphenator()

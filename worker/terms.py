@@ -4,9 +4,9 @@ Pure: no I/O beyond the word-frequency table that `wordfreq` ships and NLTK's Sn
 - Numbers are compared by value whichever way they are written: digits with or without thousands separators
   ("1,440"), number words ("two thousand", "twenty-nine"), ordinals ("eighteenth", "18th") and centuries ("the
   eighteenth century" is 18 and also the 1700s); a list of small numbers ("two, three, five") is three numbers.
-- Words are compared by family: the same Snowball stem, or stems that share most of their beginning
-  ("volcanoes" and "volcanic", "divided" and "divisors"); a word is also supported by a longer source word that
-  starts with it ("Sun" in "sunlight").
+- Words are compared by family: the same Snowball stem, or stems that differ only after the shorter one's last
+  letter ("volcanoes" and "volcanic", "divided" and "divisors"); a word is also supported by a longer source
+  word that starts with it ("Sun" in "sunlight").
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ SENTENCE_BREAK = re.compile(r"[.!?:;\"“”()]\s*$")
 PREFIX_MIN = 3
 """A word is supported by a longer source word that starts with it (its stem at least this long)."""
 FAMILY_PREFIX_MIN = 4
-FAMILY_PREFIX_SHARE = 0.6
-"""Two stems are one word family when they share a beginning of at least 4 letters and 60% of the shorter one."""
+"""Two stems are one word family when one starts with the other, or when they share all of the shorter one but
+its last letter and at least this many letters ("divid" and "divisor", "energi" and "energet")."""
 NAME_ZIPF = 3.0
 """A capitalised word at a sentence start that is rarer than this is taken for a name."""
 SMALL_NUMBER_WORD = 10
@@ -223,14 +223,15 @@ def stems_of(words: Iterable[Word]) -> set[str]:
 
 
 def same_family(a: str, b: str) -> bool:
-    """Whether two stems are one word family: one starts with the other, or they share most of their beginning."""
+    """Whether two stems are one word family: one starts with the other, or they differ only from the shorter one's
+    last letter on."""
     shorter = min(len(a), len(b))
     shared = 0
     while shared < shorter and a[shared] == b[shared]:
         shared += 1
     if shared == shorter:
         return shorter >= PREFIX_MIN
-    return shared >= FAMILY_PREFIX_MIN and shared >= FAMILY_PREFIX_SHARE * shorter
+    return shared >= FAMILY_PREFIX_MIN and shared >= shorter - 1
 
 
 def supported(word: Word, source_stems: set[str]) -> bool:

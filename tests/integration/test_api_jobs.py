@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from tests.states import job_result
 from worker.jobs import JobStore
-from worker.settings import get_settings
+from worker.settings import DEFAULT_MODEL, get_settings
 
 if TYPE_CHECKING:
     from tests.webapp_fixtures import Broker, ErrorCheck
@@ -37,7 +37,7 @@ def test_submit_queues_the_job_and_records_it(client: FlaskClient, broker: Broke
     assert job["job_id"] == body["job_id"]
     assert job["status"] == "queued"
     assert job["request"]["subject"] == "Science" and job["request"]["task_priority"] == "quality"
-    assert job["request"]["model"] == "gemma-3-270m"
+    assert job["request"]["model"] == DEFAULT_MODEL
     assert job["created_at"] > 0 and job["started_at"] is None and job["result"] is None
 
 

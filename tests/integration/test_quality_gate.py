@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,18 +12,20 @@ import pytest
 import redis
 
 from tests.conftest import Readings
+from tests.processes import ROOT
 from tests.texts import DOCUMENT
-from worker import gate, quality
+from worker import gate, quality, readability, terms
 from worker.backends.base import Decoding, Sampling
-from worker.contracts import AppliedCeiling, JobResult, JobSpec, QualityReport
+from worker.contracts import RETRY_STRATEGIES, AppliedCeiling, JobResult, JobSpec, QualityReport
 from worker.errors import JobCancelled
-from worker.gate import Draft, GateSettings
+from worker.gate import Ask, Draft, GateSettings
 from worker.model_loader import ModelLoader
 from worker.policy import LevelStats, Request, rank
 from worker.registry import ModelSpec, Registry
 from worker.retry_budget import RetryPolicy
 from worker.retry_stats import AdaptiveBudget, RetryStats
 from worker.runtime import WorkerRuntime
+from worker.settings import DEFAULT_MODEL
 from worker.simplify import build_messages, clean_output, generate_once, make_drafter, simplify_text
 
 MODEL = "gemma-3-270m"
@@ -34,6 +37,9 @@ VACCINES = (
     "memory cells, so that a subsequent encounter with the genuine pathogen provokes a rapid and decisive defence."
 )
 TOPICS = ("moon", "volcano", "bee", "thermometer")
+CHAPTER_SOURCES = [
+    json.loads(line)["text"] for line in (ROOT / "bench" / "data" / "held_out_texts.jsonl").read_text().splitlines()
+][:20]
 
 
 def job(text: str, grade: int, subject: str, **fields: Any) -> JobSpec:
@@ -77,7 +83,9 @@ def test_forced_int2_draft_that_invents_is_not_passed(make_loader: MakeLoader) -
 @pytest.mark.model
 def test_a_failing_draft_below_the_top_level_is_escalated(make_loader: MakeLoader) -> None:
     # load > 10: the matrix says int2; a seconds budget no slow machine runs out of, so the retry is made
-    loader, _ = make_loader(readings=Readings(used_fraction=0.10, queued=20), quality_max_seconds=600)
+    loader, _ = make_loader(
+        readings=Readings(used_fraction=0.10, queued=20), quality_max_seconds=600, quality_strategies=("escalate",)
+    )
     result = simplify_text(loader, job(VACCINES, 6, "Biology"))
     attempts = result.attempts
     assert attempts[0].level == "int2" and result.level == "int2", "level: what the decision engine chose"
@@ -171,7 +179,7 @@ def test_every_attempt_is_recorded(make_loader: MakeLoader) -> None:
     result = simplify_text(loader, job(VACCINES, 4, "Biology", force_quantization="int4", max_tokens=48))
     for n, attempt in enumerate(result.attempts, 1):
         assert attempt.attempt == n
-        assert attempt.strategy in ("draft", "escalate", "resimplify", "sample")
+        assert attempt.strategy in ("draft", *RETRY_STRATEGIES)
         assert attempt.level == "int4" and attempt.seconds > 0
         assert attempt.verdict in ("pass", "needs_review") and isinstance(attempt.grade, float)
     assert result.gate is not None and result.gate.drafts == len(result.attempts)
@@ -207,13 +215,14 @@ def test_the_bundled_base_model_keeps_the_few_shot_prompt(make_loader: MakeLoade
 def test_a_worker_loads_the_checkers_word_tables_when_it_starts(
     make_loader: MakeLoader, make_runtime: Callable[..., WorkerRuntime]
 ) -> None:
-    for table in (quality.zipf, quality.stem, quality._hyphenator):
+    for table in (terms.zipf, terms.stem, readability._hyphenator, readability._dictionary):
         table.cache_clear()
     loader, _ = make_loader()
     runtime = make_runtime(loader)
     runtime.start()
-    assert quality.zipf.cache_info().currsize > 0, "word frequencies loaded before the first job"
-    assert quality.stem.cache_info().currsize > 0
+    assert terms.zipf.cache_info().currsize > 0, "word frequencies loaded before the first job"
+    assert terms.stem.cache_info().currsize > 0
+    assert readability._dictionary.cache_info().currsize == 1, "the pronouncing dictionary read before the first job"
     started = time.perf_counter()
     quality.check(VACCINES, "Vaccines teach the body to fight germs.", 6)
     assert time.perf_counter() - started < 0.3, "the first check after start does not load tables"
@@ -264,11 +273,39 @@ def test_a_job_past_its_time_limit_stops_between_attempts(make_loader: MakeLoade
     inner = make_drafter(loader, MODEL, 6, "Biology", 48)
     drafts: list[Draft] = []
 
-    def drafter(text: str, request: Request, sampling: Sampling | None) -> Draft:
-        drafts.append(inner(text, request, sampling))
+    def drafter(ask: Ask, request: Request, sampling: Sampling | None) -> Draft:
+        drafts.append(inner(ask, request, sampling))
         return drafts[-1]
 
     settings = GateSettings.from_settings(loader.settings)
     with pytest.raises(JobCancelled):  # the time limit (or a cancel) turned should_stop true during the draft
         gate.run(VACCINES, 6, drafter, Request(force_quantization="int2"), settings, should_stop=lambda: bool(drafts))
     assert len(drafts) == 1, "no retry starts once the job must stop"
+
+
+@pytest.mark.model
+def test_a_twenty_paragraph_chapter_on_the_default_model_comes_back_whole(make_loader: MakeLoader) -> None:
+    paragraphs = [p.split(". ")[0].rstrip(".") + "." for p in CHAPTER_SOURCES]
+    loader, _ = make_loader(registry=Registry())
+    result = simplify_text(
+        loader,
+        job(
+            "\n\n".join(paragraphs),
+            6,
+            "General",
+            model=DEFAULT_MODEL,
+            force_quantization="int4",
+            max_tokens=60,
+            quality_check=False,
+        ),
+    )
+    round_trips(result)
+    assert result.model == DEFAULT_MODEL
+    out = result.text.split("\n\n")
+    assert len(out) == 20 and all(p.strip() for p in out)
+    assert result.paragraphs is not None and [p.index for p in result.paragraphs] == list(range(1, 21))
+    for p in result.paragraphs:
+        assert_quality(p.quality, 6)
+    assert (result.quality is not None) and (
+        (result.quality.verdict == "pass") == all(p.quality.verdict == "pass" for p in result.paragraphs)
+    )

@@ -145,3 +145,32 @@ def test_combined_document_report_names_the_paragraph() -> None:
 def test_grade_of_empty_output_is_none_and_a_hard_text_grades_higher() -> None:
     assert check(VACCINES, "   ", 6).grade is None
     assert check(VACCINES, "The cat sat on the mat.", 6).grade < check(VACCINES, RAILROAD, 6).grade  # type: ignore[operator]
+
+
+def test_over_simplification_is_its_own_reason_with_the_facts_left_out() -> None:
+    report = check(RAILROAD, "A railroad was built. People worked on it.", 6)
+    assert report.over_simplified and report.length_ratio < quality.MIN_LENGTH_RATIO
+    assert {"1869", "Chinese", "Irish"} <= set(report.dropped_facts)
+    reason = next(r for r in report.reasons if r.startswith("over-simplified: "))
+    assert "'1869'" in reason and "of the text's length" in reason
+
+
+def test_a_meaning_score_above_the_limit_sends_a_passing_rewrite_to_review() -> None:
+    fine = check(VACCINES, GOOD_VACCINES, 6, meaning=0.1)
+    assert fine.verdict == "pass" and fine.meaning_ok and fine.meaning_score == 0.1
+    doubted = check(VACCINES, GOOD_VACCINES, 6, meaning=0.99)
+    assert doubted.verdict == "needs_review" and not doubted.meaning_ok
+    assert any(r.startswith("may change what the text says") for r in doubted.reasons)
+    assert check(VACCINES, GOOD_VACCINES, 6).meaning_ok, "not asked: no verdict on meaning"
+
+
+def test_too_simple_for_the_grade_says_to_keep_more_detail() -> None:
+    report = check(VACCINES, "Shots help you. They make you strong. Germs go away. You do not get sick.", 10)
+    assert not report.grade_ok and report.grade_error is not None and report.grade_error < 0
+    assert any("too simple" in r for r in report.reasons)
+
+
+def test_closeness_prefers_the_rewrite_that_keeps_more_and_adds_less() -> None:
+    keeps = quality.closeness(VACCINES, GOOD_VACCINES)
+    drifts = quality.closeness(VACCINES, "Doctors give shots at school. Kids line up and wait for their turn.")
+    assert 0 <= drifts < keeps <= 1
