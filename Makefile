@@ -49,6 +49,8 @@ bench: install
 	$(PY) -m bench.serving
 	$(PY) -m bench.squeeze
 	$(PY) -m bench.quality
+	$(PY) -m bench.quality_labels
+	$(PY) -m bench.quality_gate heldout
 	$(PY) -m bench.report
 
 clean:

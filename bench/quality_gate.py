@@ -156,7 +156,7 @@ def run_orders(paragraphs: tuple[Paragraph, ...], threads: int, max_attempts: in
         out[name] = {"summary": summary(rows), "rows": rows}
         print(f"{name}: {summary(rows)}", flush=True)
     ungated = out["ungated"]["summary"]
-    for name, value in out.items():
+    for value in out.values():
         s = value["summary"]
         s["pass_gain"] = s["pass_rate"] - ungated["pass_rate"]
         s["cost_ratio"] = s["mean_seconds"] / ungated["mean_seconds"]

@@ -330,7 +330,7 @@ class CalculateRequest(BaseModel):
         le=MAX_PARAMS_BILLIONS,
         allow_inf_nan=False,
         description=f"a number above 0 and at most {MAX_PARAMS_BILLIONS:g}, the model's size in billions of "
-        "weights (7.0 for a 7B model)",
+        "weights (7.0 for a 7B model, 1.54 for the bundled qwen2.5-1.5b)",
     )
     task_priority: TaskPriority = Field("balanced", description=f"one of {', '.join(TASK_PRIORITIES)}")
     backend: Backend = Field("transformers", description="one of transformers, gguf: whose load settings to show")

@@ -4,9 +4,10 @@ Pure: strings in, strings (or chat turns) out. An instruct model (a chat templat
 turns: a fixed system instruction, one worked example per grade band, then the text with the grade's sentence
 length in numbers (readability.grade_target) and about as many sentences as the text needs at that length.
 The instruction and the examples are the same for every job, so llama.cpp keeps them evaluated from one job
-to the next; a revision and the meaning check continue the job's own conversation, so they only evaluate what
-they add. A base model gets the two nearest examples as a few-shot completion prompt (lines Grade:, Subject:,
-Text:, Simple:) and stops at the end of the answer line.
+to the next; the meaning check continues the job's own conversation, so it only evaluates what it adds. A
+revision is a separate editing request (the original, the draft, the checker's notes). A base model gets the
+two nearest examples as a few-shot completion prompt (lines Grade:, Subject:, Text:, Simple:) and stops at the
+end of the answer line.
 """
 
 from __future__ import annotations
@@ -127,16 +128,24 @@ def build_prompt(text: str, grade: int, subject: str) -> str:
     return "\n".join(blocks)
 
 
+REVISE_SYSTEM = (
+    "You edit a rewrite of a hard text for a school student so that it follows the editor's notes exactly and keeps "
+    "every fact of the original text. Reply with the edited rewrite only, as one paragraph."
+)
+
+
 def revise_messages(text: str, draft: str, grade: int, subject: str, notes: Sequence[str]) -> list[Message]:
-    """The rewrite conversation with the draft as the model's answer, then the checker's notes as instructions."""
+    """A separate editing request: the original text, the draft and the checker's notes as the editor's (a model
+    shown its own answer in the same conversation and asked to revise it hands the same answer back)."""
     listed = "\n".join(f"- {note}" for note in notes)
+    words = grade_target(grade).words_per_sentence
     return [
-        *build_messages(text, grade, subject),
-        {"role": "assistant", "content": draft},
+        {"role": "system", "content": REVISE_SYSTEM},
         {
             "role": "user",
-            "content": f"Revise your rewrite for grade {grade}:\n{listed}\n"
-            "Keep everything else as it is. Reply with the revised text only, as one paragraph.",
+            "content": f"Grade: {grade} (sentences of about {words} words, everyday words)\n"
+            f"Subject: {one_line(subject)}\n\nOriginal text: {one_line(text)}\n\nRewrite: {one_line(draft)}\n\n"
+            f"Editor's notes:\n{listed}\n\nWrite the edited rewrite.",
         },
     ]
 

@@ -191,8 +191,24 @@ def dropped_facts(source: Sequence[Word], output: Sequence[Word]) -> list[str]:
     output_values = number_values(output)
     output_stems = stems_of(output)
     numbers = [n.raw for n in numbers_of(source) if not n.spelled_small and not n.values & output_values]
-    names = [w.text for w in source if is_name(w) and not w.sentence_start and not supported(w, output_stems)]
+    names = [
+        " ".join(w.text for w in name) for name in names_of(source) if not any(supported(w, output_stems) for w in name)
+    ]
     return unique([*numbers, *names])
+
+
+def names_of(words: Sequence[Word]) -> list[list[Word]]:
+    """The names inside the text's sentences, a run of capitalised words one name ("San Francisco")."""
+    runs: list[list[Word]] = []
+    previous = -2
+    for i, w in enumerate(words):
+        if is_name(w) and not w.sentence_start:
+            if i == previous + 1 and not w.after_break:
+                runs[-1].append(w)
+            else:
+                runs.append([w])
+            previous = i
+    return runs
 
 
 def closeness(source: str, output: str) -> float:

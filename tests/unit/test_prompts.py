@@ -37,12 +37,14 @@ def test_longer_texts_ask_for_more_sentences_and_lower_grades_for_shorter_ones()
     assert 17 <= grade_target(8).words_per_sentence <= 18
 
 
-def test_a_revision_continues_the_conversation_with_the_notes() -> None:
+def test_a_revision_is_an_editing_request_with_the_original_the_draft_and_the_notes() -> None:
     notes = ["sentence 2 has 31 words: split it into sentences of at most 13 words", "keep '1215' from the text"]
     messages = prompts.revise_messages(TEXT, "Bees help flowers.", 5, "Biology", notes)
-    assert messages[: len(messages) - 2] == prompts.build_messages(TEXT, 5, "Biology")
-    assert messages[-2] == {"role": "assistant", "content": "Bees help flowers."}
-    assert all(f"- {note}" in messages[-1]["content"] for note in notes)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    request = messages[-1]["content"]
+    assert request.startswith(f"Grade: 5 (sentences of about {grade_target(5).words_per_sentence} words")
+    assert "Original text: " + " ".join(TEXT.split()) in request and "Rewrite: Bees help flowers." in request
+    assert all(f"- {note}" in request for note in notes)
 
 
 def test_the_meaning_question_follows_the_rewrite_and_asks_for_yes_or_no() -> None:
