@@ -407,7 +407,9 @@ class Reoptimization(BaseModel):
 Verdict = Literal["pass", "needs_review"]
 VERDICTS: tuple[Verdict, ...] = ("pass", "needs_review")
 Strategy = Literal["revise", "best_of", "escalate", "resimplify", "sample"]
-RETRY_STRATEGIES: tuple[Strategy, ...] = ("revise", "escalate", "best_of", "resimplify", "sample")
+RETRY_STRATEGIES: tuple[Strategy, ...] = ("sample", "best_of", "resimplify", "revise", "escalate")
+"""The default order: by the pass rate each strategy added alone on the default model, then by its cost
+(bench.quality_gate strategies; docs/benchmarks.md)."""
 """The gate's retry strategies, in the order measured best on the tuning paragraphs (bench.quality_gate order)."""
 
 

@@ -171,7 +171,7 @@ class Settings(BaseSettings):
         "DYNAQUANT_QUALITY_STRATEGIES",
         RETRY_STRATEGIES,
         "retry strategies in the order tried, comma-separated (each only where it applies)",
-        shown="`revise,escalate,best_of,resimplify,sample`",
+        shown="`sample,best_of,resimplify,revise,escalate`",
         min_length=1,
     )
     quality_temperature: float = var(
