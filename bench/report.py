@@ -663,7 +663,8 @@ def write_doc(results: dict[str, Any]) -> str:
         "# Benchmarks",
         "",
         "Measurements of the precision levels, the hardware limit, the service's overhead, level switches and "
-        "serving under load, on the bundled Gemma 3 270M. Benchmarks are not tests: nothing here is asserted. "
+        "serving under load, on the bundled Gemma 3 270M (the default model until Qwen2.5 1.5B Instruct replaced it; "
+        "the section on the default model measures Qwen). Benchmarks are not tests: nothing here is asserted. "
         "This file is written by `.venv/bin/python -m bench.report` from `bench/results/*.json` (gitignored).",
         "",
         "## Commands",
