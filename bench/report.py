@@ -8,6 +8,7 @@ The dynamic-burst plot is copied to docs/img/serving_dynamic_burst.png.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -609,6 +610,18 @@ def default_model_section() -> str:
             f"Gate cost: {res['cost_ratio']:.2f}x the ungated mean job time.",
             "",
         ]
+        passes = ROOT / "bench" / "data" / "labels" / "qwen2.5-1.5b-gated-passes.jsonl"
+        if passes.exists():
+            labelled = [json.loads(line)["labels"] for line in passes.read_text().splitlines() if line.strip()]
+            accepted = sum(x["teacher_accept"] for x in labelled)
+            meaning = sum(not x["meaning_ok"] for x in labelled)
+            named = sum(x["adds_name_or_number"] for x in labelled)
+            parts += [
+                f"Read by hand (bench/data/labels/qwen2.5-1.5b-gated-passes.jsonl), a teacher would accept {accepted} "
+                f"of the {len(labelled)} passing results; {meaning} change what the text says, which no word check "
+                f"sees; {named} adds a number the source lacks (a count of the branches it lists).",
+                "",
+            ]
     if chapter:
         c = chapter["results"]["chapter"]
         passed = sum(v == "pass" for v in c["paragraph_verdicts"])
