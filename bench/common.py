@@ -316,14 +316,14 @@ def rouge_l_f1(candidate: str, reference: str) -> float:
 
 
 def bundled_source() -> Path:
-    """The bundled Gemma 3 270M Q4_K_M GGUF (assembled into the user cache on first use)."""
+    """The default model's GGUF (assembled into the user cache on first use)."""
     from worker.registry import bundled_gguf_path
 
     return bundled_gguf_path()
 
 
 def ensure_variants(levels: Sequence[str] = LEVEL_ORDER, directory: Path = VARIANTS) -> dict[str, Path]:
-    """The bundled model's variant file per level in the benchmarks' own variants dir (built once, reused)."""
+    """The default model's variant file per level in the benchmarks' own variants dir (built once, reused)."""
     from worker.policy import GGUF_TYPES
     from worker.variants import ensure_variant
 

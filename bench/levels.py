@@ -64,9 +64,9 @@ def prompt_for(paragraph: Paragraph) -> str:
 
 def bundled_spec() -> Any:
     """The registry entry of the bundled model (GGUF source)."""
-    from worker.registry import BUNDLED_NAME, BUNDLED_PARAMS_B, ModelSpec
+    from worker.registry import Registry
 
-    return ModelSpec(BUNDLED_NAME, BUNDLED_PARAMS_B, bundled_source(), None, bundled=True)
+    return Registry().get()
 
 
 def gguf_backend(directory: Path = VARIANTS) -> Any:
@@ -264,9 +264,9 @@ def input_grade(paragraphs: tuple[Paragraph, ...]) -> float:
 def hf_checkpoint() -> Path:
     """The HF checkpoint of the bundled GGUF, built once per machine (the same one the tests use)."""
     from worker.backends.hf import checkpoint_from_gguf
-    from worker.registry import BUNDLED_NAME
+    from worker.settings import DEFAULT_MODEL
 
-    return checkpoint_from_gguf(bundled_source(), BUNDLED_NAME)
+    return checkpoint_from_gguf(bundled_source(), DEFAULT_MODEL)
 
 
 def hf_speed(model: Any, runs: int, deadline: float) -> dict[str, Any]:
@@ -316,10 +316,11 @@ def hf_probe(level: str, n_paragraphs: int, runs: int, budget_s: float) -> dict[
     from worker.backends.hf import TransformersBackend
 
     importlib.import_module("transformers")  # imported before the baseline so the libraries are not counted
-    from worker.registry import BUNDLED_NAME, BUNDLED_PARAMS_B, ModelSpec
+    from worker.registry import ModelSpec, Registry
 
     torch.set_num_threads(THREADS)
-    spec = ModelSpec(BUNDLED_NAME, BUNDLED_PARAMS_B, None, hf_checkpoint(), backend="transformers")
+    default = Registry().peek()
+    spec = ModelSpec(default.name, default.params_b, None, hf_checkpoint(), backend="transformers")
     backend = TransformersBackend("cpu")
     before = rss_bytes()
     started = time.perf_counter()

@@ -27,6 +27,7 @@ from worker.jobs import COUNTS_KEY, JOB_KEY
 from worker.policy import LEVELS
 from worker.queues import queue_depth
 from worker.registry import bundled_gguf_path
+from worker.settings import SMALL_MODEL
 from worker.variants import ensure_variant
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
@@ -276,7 +277,9 @@ def memory_cgroup(name: str) -> Iterator[Path]:
 
 
 def test_a_worker_oom_killed_on_fp16_comes_back_and_the_job_runs_a_level_lower(up: Up, variants_dir: Path) -> None:
-    sizes = {t: ensure_variant(bundled_gguf_path(), t, variants_dir).path.stat().st_size for t in ("Q8_0", "F16")}
+    sizes = {
+        t: ensure_variant(bundled_gguf_path(SMALL_MODEL), t, variants_dir).path.stat().st_size for t in ("Q8_0", "F16")
+    }
     up.env["DYNAQUANT_MMAP"] = "0"  # weights in the process's own memory, where the cgroup limit sees them
     with memory_cgroup(f"dynaquant-e2e-{os.getpid()}") as cgroup:
         procs = str(cgroup / "cgroup.procs")
