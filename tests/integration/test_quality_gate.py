@@ -155,8 +155,8 @@ def test_gate_off_per_job_makes_one_attempt_and_still_reports(make_loader: MakeL
 
 @pytest.mark.model
 def test_a_four_paragraph_document_comes_back_as_four_paragraphs(make_loader: MakeLoader) -> None:
-    loader, _ = make_loader(quality_max_attempts=2)
-    result = simplify_text(loader, job(DOCUMENT, 5, "Science", force_quantization="int4"))
+    loader, _ = make_loader(registry=Registry(), quality_max_attempts=2)
+    result = simplify_text(loader, job(DOCUMENT, 5, "Science", force_quantization="int4", model=DEFAULT_MODEL))
     round_trips(result)
     paragraphs = result.text.split("\n\n")
     assert len(paragraphs) == 4 and all(p.strip() for p in paragraphs)
