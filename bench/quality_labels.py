@@ -102,8 +102,8 @@ def flags(row: dict[str, Any]) -> dict[str, bool]:
 
     source = paragraph(row["pid"]).text
     words = check(source, row["output"], row["grade_level"])
-    report = check(source, row["output"], row["grade_level"], row["meaning"]) if words.passed else words
     scored = check(source, row["output"], row["grade_level"], row["meaning"])
+    report = scored if words.passed else words
     return {
         "invented": adds_content(report.invented),
         "invented_facts": bool(report.invented.facts),

@@ -50,8 +50,8 @@ class GateSettings:
     max_seconds: float
     order: tuple[Strategy, ...]
     temperature: float
-    revise_rounds: int = 2
-    best_of: int = 3
+    revise_rounds: int
+    best_of: int
 
     @classmethod
     def from_settings(cls, settings: Settings, job_wants_it: bool = True) -> GateSettings:
