@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from collections.abc import Sequence
 
 from dynaquant import commands
@@ -21,11 +23,23 @@ def add_up(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--loglevel", default="INFO")
 
 
+def add_prepare(sub: argparse._SubParsersAction) -> None:
+    """Arguments of `dynaquant prepare`."""
+    prepare = sub.add_parser("prepare", help="assemble a model and build every precision level before serving")
+    prepare.add_argument("models", nargs="*", help="model names (default: the default model)")
+
+
+def run_prepare(models: Sequence[str]) -> int:
+    """`dynaquant prepare` in its own process (the command line imports no model runtime)."""
+    return subprocess.call([sys.executable, "-m", "worker.prepare", *models])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="dynaquant", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     add_up(sub)
+    add_prepare(sub)
     commands.add_client_commands(sub)
     return parser
 
@@ -40,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit("--workers must be 0 (the API only, workers elsewhere) or more")
         flower_port = None if args.no_flower else args.flower_port
         return run_up(args.host, args.port, args.workers, flower_port, get_settings().home_path, args.loglevel)
+    if args.command == "prepare":
+        return run_prepare(args.models)
     return commands.run(args)
 
 

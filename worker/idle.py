@@ -1,8 +1,10 @@
-"""A worker's idle time: one background thread that calibrates new models and runs shadow jobs, only when idle.
+"""A worker's idle time: one background thread that builds variants, calibrates new models and runs shadow jobs.
 
 Idle means no active job and nothing waiting in the queue, for IDLE_GRACE_SECONDS. Whatever runs here stops
 as soon as a job arrives: busy() is asked between prompts and, through the backend's stop check, after every
-generated token, so a real job waits at most one token for the cores.
+generated token, so a real job waits at most one token for the cores; a variant build runs in a child process
+at the lowest CPU priority and is killed (worker.builder). After a cache clear nothing here runs until a job
+has run or DYNAQUANT_QUIET_AFTER_CLEAR has passed, so what the user freed stays free.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import TYPE_CHECKING
 import redis
 
 from worker import recovery
+from worker.backends.llamacpp import LlamaCppBackend
+from worker.builder import VariantBuilds
 from worker.calibration import CalibrationReport, Calibrator
 from worker.contracts import JobResult, JobSpec
 from worker.errors import DynaquantError, JobCancelled
@@ -53,11 +57,14 @@ class IdleWork:
         self.settings = settings
         self.calibrator = Calibrator(client, store, loader, settings.calibration_seconds)
         self.sampler = ShadowSampler(settings.shadow_share)
+        self.builds = VariantBuilds(settings.thread_count)
         self._active = active
         self._queued = queued
         self._pending: list[str] = []
         self._seen: set[str] = set()
         self._quiet_since = time.monotonic()
+        self._held_until = 0.0
+        self._step_lock = threading.Lock()
         self._queue_checked = 0.0
         self._queue_busy = False
         self._wake = threading.Event()
@@ -86,18 +93,48 @@ class IdleWork:
         return self._thread is not None and threading.current_thread() is self._thread
 
     def note_job_end(self) -> None:
-        """A job just ended: idle work may start after the grace time."""
+        """A job just ended: idle work may start after the grace time (a hold after a cache clear ends too)."""
         self._quiet_since = time.monotonic()
+        self._held_until = 0.0
         self._wake.set()
 
+    def hold(self) -> None:
+        """After a cache clear: no idle work until a job has run or the quiet period passed; returns once the
+        piece of idle work running now has stopped (at its next token, or its build killed)."""
+        self._held_until = time.monotonic() + self.settings.quiet_after_clear_seconds
+        with self._step_lock:
+            pass
+
+    def held(self) -> bool:
+        """Whether a cache clear's quiet period holds idle work back now."""
+        return time.monotonic() < self._held_until
+
     def want_calibration(self, model: str) -> None:
-        """Calibrate `model` at the next idle moment, if calibration is on and this host has not done it yet."""
+        """Build the model's missing variants and calibrate it at the next idle moments, if calibration is on and
+        this host has not done it yet."""
         with self._lock:
             if not self.settings.calibrate or model in self._seen:
                 return
             self._seen.add(model)
             self._pending.append(model)
+        try:
+            spec = self.loader.registry.get(model)
+            for level in self.loader.supported_levels(spec):
+                self.want_variant(model, level)
+        except DynaquantError as exc:
+            log.warning("cannot list the levels of %s to build: %s", model, exc)
         self._wake.set()
+
+    def want_variant(self, model: str, level: str) -> None:
+        """Build a GGUF level of a model at the next idle moment (a job ran at another level for want of it)."""
+        try:
+            spec = self.loader.registry.get(model)
+            backend = self.loader.backend(spec.backend_for(level))
+            if isinstance(backend, LlamaCppBackend):
+                self.builds.want(backend.build_for(spec, level))
+                self._wake.set()
+        except DynaquantError as exc:
+            log.warning("cannot build %s of %s: %s", level, model, exc)
 
     def finished(self, spec: JobSpec, result: JobResult) -> None:
         """A job succeeded: its model may need calibrating, and it may be kept for a shadow run."""
@@ -105,8 +142,9 @@ class IdleWork:
         self.sampler.offer(spec, result)
 
     def busy(self) -> bool:
-        """True once the worker has a job, a job waits in the queue, or the worker is stopping."""
-        if self._stop.is_set() or self._active():
+        """True once the worker has a job, a job waits in the queue, a cache clear holds idle work, or the worker
+        is stopping."""
+        if self._stop.is_set() or self._active() or self.held():
             return True
         now = time.monotonic()
         if now - self._queue_checked >= QUEUE_CHECK_SECONDS:
@@ -129,12 +167,16 @@ class IdleWork:
             if self._stop.is_set() or not self.idle():
                 continue
             try:
-                self.step()
+                with self._step_lock:
+                    self.step()
             except Exception:
                 log.exception("idle work failed; the worker goes on")
 
     def step(self) -> str | None:
-        """Do one piece of idle work: the next calibration due, else one shadow run. Says what it did."""
+        """Do one piece of idle work: the next variant build, else the next calibration due, else one shadow run.
+        Says what it did."""
+        if self.builds.pending():
+            return self.builds.run_next(self.busy)
         with self._lock:
             model = self._pending.pop(0) if self._pending else None
         if model is not None:
@@ -158,10 +200,11 @@ class IdleWork:
             if not self.calibrator.due(model):
                 return "calibration not due"
             ceiling = self.ceiling(model)
+            spec = self.loader.registry.get(model)
             levels = [
                 lvl
-                for lvl in self.loader.supported_levels(self.loader.registry.get(model))
-                if ceiling is None or rank(lvl) >= rank(ceiling)
+                for lvl in self.loader.supported_levels(spec)
+                if (ceiling is None or rank(lvl) >= rank(ceiling)) and self.loader.ready(spec, lvl)
             ]
             report = self.calibrator.run(model, levels, self.busy)
         except (redis.RedisError, DynaquantError) as exc:

@@ -23,8 +23,18 @@ from dataclasses import dataclass
 from worker.backends.base import Backend, LoadedModel
 from worker.cache import ModelCache
 from worker.contracts import MIB, Phase, Reoptimization
-from worker.errors import InputError, InsufficientMemoryError, ModelLoadError
-from worker.policy import LEVELS, TREND_WINDOW, Request, estimate_weights_gb, memory_band, predicted_load, rank
+from worker.errors import InputError, InsufficientMemoryError, ModelLoadError, UnsupportedLevelError
+from worker.policy import (
+    LEVELS,
+    TREND_WINDOW,
+    Request,
+    apply_capabilities,
+    estimate_weights_gb,
+    memory_band,
+    predicted_load,
+    rank,
+)
+from worker.priors import prior_profiles
 from worker.quantization import Decision, DynamicQuantizationManager
 from worker.registry import ModelSpec, Registry
 from worker.settings import Settings, get_settings
@@ -78,6 +88,8 @@ class ModelLoader:
         Called from the job's thread, never under the loader's lock (it may write to Redis)."""
         self.load_listener: Callable[[str, str, int, int], None] | None = None
         """Told (model, level, measured bytes, estimated bytes) after each load: the footprint delta around it."""
+        self.variant_wanted: Callable[[str, str], None] | None = None
+        """Told (model, level) when a job ran at another level because that one is not built yet."""
 
     def _stage(self, phase: Phase, model: str, level: str) -> None:
         if self.stage_listener is not None:
@@ -202,7 +214,10 @@ class ModelLoader:
         """The level for this job, and the re-optimisation it causes (other levels dropped unless they may stay)."""
         cached = self.cache.levels_of(spec.name)
         resident = int(sum(cached.values()) * MIB)
-        decision = self.manager.decide_for_model(spec.name, estimates, resident, request, supported)
+        backends = {level: spec.backend_for(level) for level in supported}
+        prior = prior_profiles(spec.name, self.manager.device, backends, estimates) if self.settings.prior else None
+        decision = self.manager.decide_for_model(spec.name, estimates, resident, request, supported, prior=prior)
+        decision = self._built_level(spec, decision, request, supported)
         keep = decision.level in cached or (bool(cached) and self._room_beside(estimates.get(decision.level, 0)))
         with self._lock:
             self._load_history.append(decision.load)
@@ -210,6 +225,31 @@ class ModelLoader:
             if reopt is None and request.force_quantization is None:
                 self._pressure_level[spec.name] = self._held_level(spec.name, decision)
         return decision, reopt
+
+    def _built_level(
+        self, spec: ModelSpec, decision: Decision, request: Request, supported: tuple[str, ...]
+    ) -> Decision:
+        """The decided level if it needs no build, else the nearest that does (its build is asked of idle work).
+
+        A job never waits for a variant the decision merely prefers: building F16 from a 1 GB source takes a
+        minute of both cores. A forced level, or a floor no built level meets, is built in the job's path.
+        """
+        if request.force_quantization is not None or self.ready(spec, decision.level):
+            return decision
+        built = [level for level in supported if self.ready(spec, level)]
+        try:
+            level = apply_capabilities(decision.level, built, request.min_quantization)
+        except UnsupportedLevelError:
+            return decision
+        if self.variant_wanted is not None:
+            self.variant_wanted(spec.name, decision.level)
+        wanted = decision.level
+        reason = f"{wanted} is not built on this host yet: {level} now, {wanted} once idle work has built it"
+        return dataclasses.replace(decision, level=level, reasons=(*decision.reasons, reason))
+
+    def ready(self, spec: ModelSpec, level: str) -> bool:
+        """Whether the model can be had at the level without a build: cached, or its files on disk."""
+        return (spec.name, level) in self.cache or self.backend(spec.backend_for(level)).ready(spec, level)
 
     def _load(
         self,
@@ -322,7 +362,7 @@ class ModelLoader:
                 supported,
                 self.manager.profiles_seen(spec.name),
             ).level
-            if target in cached or not self._room_beside(estimates[target]):
+            if target in cached or not self.ready(spec, target) or not self._room_beside(estimates[target]):
                 return
             key = (spec.name, target)
             with self._lock:

@@ -176,6 +176,8 @@ class LevelStats:
     seconds_per_job: float | None = None
     pass_rate: float | None = None
     resident_bytes: int | None = None
+    prior: bool = False
+    """Shipped knowledge of the model and device (worker.priors), standing in until this host has measured it."""
 
 
 @dataclass(frozen=True)
@@ -188,8 +190,46 @@ class ProfileRules:
 
 
 def measured(stats: LevelStats | None, rules: ProfileRules) -> bool:
-    """Whether a level's profile has enough measured jobs to count."""
-    return stats is not None and stats.jobs >= rules.min_jobs
+    """Whether a level's profile counts: enough jobs measured on this host, or the shipped prior."""
+    return stats is not None and (stats.prior or stats.jobs >= rules.min_jobs)
+
+
+def where(*stats: LevelStats) -> str:
+    """Where compared figures come from, in words."""
+    return "by the shipped prior for this model and device" if any(s.prior for s in stats) else "on this host"
+
+
+def time_compared(low_s: float, high_s: float, higher: str, prior: bool) -> str:
+    """Two levels' times per job in words: seconds when measured here, a ratio when a prior stands in."""
+    if prior:
+        return f"{low_s / high_s:.2f}x {higher}'s time per job"
+    return f"{low_s:.2f} s vs {high_s:.2f} s per job"
+
+
+def with_prior(
+    host: Mapping[str, LevelStats], prior: Mapping[str, LevelStats], rules: ProfileRules
+) -> dict[str, LevelStats]:
+    """The host's profiles where measured, the prior elsewhere: its times scaled to the host's by a level both have.
+
+    A level the host has measured replaces its prior; the resident bytes the host saw are kept either way.
+    """
+    merged = {level: stats for level, stats in host.items() if measured(stats, rules) and not stats.prior}
+    scale = 1.0
+    for level, stats in prior.items():
+        own = merged[level].seconds_per_job if level in merged else None
+        if own and stats.seconds_per_job:
+            scale = own / stats.seconds_per_job
+            break
+    for level, stats in prior.items():
+        if level in merged:
+            continue
+        seen = host.get(level)
+        seconds = stats.seconds_per_job * scale if stats.seconds_per_job is not None else None
+        resident = seen.resident_bytes if seen is not None and seen.resident_bytes else stats.resident_bytes
+        merged[level] = LevelStats(0, seconds, stats.pass_rate, resident, prior=True)
+    for level, stats in host.items():
+        merged.setdefault(level, stats)
+    return merged
 
 
 def step_down_refusal(
@@ -204,11 +244,11 @@ def step_down_refusal(
         return None, f"{lower} for load: fewer than {rules.min_jobs} measured jobs to weigh it against {higher}"
     compared: list[str] = []
     if low.seconds_per_job is not None and high.seconds_per_job is not None:
-        speed = f"{low.seconds_per_job:.2f} s vs {high.seconds_per_job:.2f} s per job"
+        speed = time_compared(low.seconds_per_job, high.seconds_per_job, higher, low.prior or high.prior)
         faster = low.seconds_per_job < high.seconds_per_job
         if not faster or low.seconds_per_job > high.seconds_per_job * (1.0 - rules.min_speedup):
             wanted = f"{rules.min_speedup:.0%} faster" if rules.min_speedup > 0 else "faster"
-            return f"{lower} skipped: not {wanted} than {higher} on this host ({speed})", speed
+            return f"{lower} skipped: not {wanted} than {higher} {where(low, high)} ({speed})", speed
         compared.append(speed)
     if low.pass_rate is not None and high.pass_rate is not None:
         rates = f"pass rate {low.pass_rate:.0%} vs {high.pass_rate:.0%} at {higher}"
@@ -267,7 +307,8 @@ def skip_dominated(
         if low_s > high_s * (1.0 - rules.min_speedup) or low_p < high_p:
             break
         reasons.append(
-            f"{kept} skipped: {lower} is faster on this host ({low_s:.2f} s vs {high_s:.2f} s per job) "
+            f"{kept} skipped: {lower} is faster {where(low, high)} "
+            f"({time_compared(low_s, high_s, kept, low.prior or high.prior)}) "
             f"and passes as often ({low_p:.0%} vs {high_p:.0%})"
         )
         kept = lower

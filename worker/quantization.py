@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -48,13 +49,16 @@ class DynamicQuantizationManager:
     Thresholds are upper-case instance attributes so they can be tuned on a live instance.
     """
 
-    def __init__(self, probes: Probes | None = None, settings: Settings | None = None) -> None:
+    def __init__(
+        self, probes: Probes | None = None, settings: Settings | None = None, device: str | None = None
+    ) -> None:
+        """`device` (cpu, cuda, mps or auto) overrides DYNAQUANT_DEVICE for live probes; ignored with `probes`."""
         settings = settings or get_settings()
         t = settings.thresholds
         self.MEMORY_COMFORTABLE, self.MEMORY_MODERATE = t.memory_comfortable, t.memory_moderate
         self.MEMORY_TIGHT, self.MEMORY_CRITICAL = t.memory_tight, t.memory_critical
         self.LOAD_LOW, self.LOAD_MODERATE, self.LOAD_HIGH = t.load_low, t.load_moderate, t.load_high
-        self.probes = probes if probes is not None else live_probes(settings.device)
+        self.probes = probes if probes is not None else live_probes(device or settings.device)
         self.device = self.probes.device
         self.stabilizer = Stabilizer(dwell_seconds=settings.dwell_seconds, consecutive=settings.consecutive)
         self.profile_rules = settings.profile_rules
@@ -135,12 +139,14 @@ class DynamicQuantizationManager:
         request: Request,
         supported: Sequence[str],
         now: float | None = None,
+        prior: Mapping[str, LevelStats] | None = None,
     ) -> Decision:
         """Level for the next job on a model, from live readings and its measured profile, with hysteresis.
 
         The pressure-driven level (matrix, then the profile) is stabilised per model and recorded with its
         reasons in `choices`; the job's task priority, floor and force are applied on top of it, so one
-        job's wishes never hold back the next job.
+        job's wishes never hold back the next job. `prior` (worker.priors) stands in for levels the host has not
+        measured yet.
         """
         reading = self.probes.memory()
         load = self.probes.load().total
@@ -150,6 +156,8 @@ class DynamicQuantizationManager:
             level = policy.decide(reading.used_fraction, load, t, request, supported)
             return Decision(level, reading.used_fraction, load, band, level, False)
         profiles = self.profiles(model)
+        if prior:
+            profiles = policy.with_prior(profiles, prior, self.profile_rules)
         pressure = self.pressure_level(reading, load, candidate_bytes, resident_bytes, supported, profiles)
         wanted = pressure.level
         with self._lock:
@@ -174,6 +182,22 @@ class DynamicQuantizationManager:
         return Decision(
             level, reading.used_fraction, load, band, wanted, held != wanted, pressure.matrix_level, tuple(reasons)
         )
+
+    def get_status(self) -> dict[str, object]:
+        """The manager's state in one dict: device, readings, thresholds, the matrix's level now and the levels held."""
+        reading = self.probes.memory()
+        load = self.probes.load()
+        return {
+            "device": self.device,
+            "memory_used": reading.used_fraction,
+            "memory_band": policy.memory_band(reading.used_fraction, self.thresholds),
+            "load": load.total,
+            "thresholds": dataclasses.asdict(self.thresholds),
+            "recommended_level": self.select_level(reading.used_fraction, load.total),
+            "supported_levels": list(self.supported_levels()),
+            "current_levels": dict(self.stabilizer.current),
+            "choices": {model: choice.model_dump() for model, choice in self.level_choices().items()},
+        }
 
     def profiles_seen(self, model: str) -> Mapping[str, LevelStats]:
         """The profiles the last decision on a model read (no store read: for the pre-load's forecast)."""

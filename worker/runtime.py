@@ -88,6 +88,7 @@ class WorkerRuntime:
         self.idle = IdleWork(
             self.loader, self.profiles, self.client, settings, lambda: self.active_job is not None, self._queued
         )
+        self.loader.variant_wanted = self.idle.want_variant
         self.sweeper = recovery.Sweeper(self.client, settings, me=name)
         self.started_at = time.time()
         self.active_job: str | None = None
@@ -182,7 +183,9 @@ class WorkerRuntime:
         return AppliedCeiling(level=level, reasons=reasons) if level else None
 
     def clear_cache(self) -> ClearReport:
-        """Free every cached model no job is using; say what was freed."""
+        """Free every cached model no job is using, and keep idle work from loading one again until a job ran or
+        the quiet period passed; say what was freed."""
+        self.idle.hold()
         return ClearReport(freed_mb=self.loader.clear_cache(), at=time.time())
 
     def snapshot(self, cache_clear_seen: int = 0) -> WorkerState:

@@ -269,6 +269,19 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
     )
+    quiet_after_clear_seconds: float = var(
+        "DYNAQUANT_QUIET_AFTER_CLEAR",
+        600.0,
+        "seconds after a cache clear in which no idle work (calibration, shadow runs, builds) loads a model, "
+        "unless a job runs first",
+        ge=0,
+    )
+    prior: bool = var(
+        "DYNAQUANT_PRIOR",
+        True,
+        "`1`/`0`: before a level is measured on this host, weigh it by the shipped prior (`worker/priors.py`)",
+        shown="`1`",
+    )
     preload: bool = var(
         "DYNAQUANT_PRELOAD",
         True,

@@ -23,6 +23,8 @@ import requests
 from dynaquant.up import flower_argv, flower_env
 from tests import processes
 from tests.processes import ROOT, answers, free_port, wait_until
+from worker.prepare import prepare
+from worker.registry import Registry
 from worker.settings import SMALL_MODEL
 
 E2E_REDIS_DBS = range(1, 11)
@@ -67,8 +69,11 @@ class Service(processes.Service):
 
 @pytest.fixture(scope="session")
 def variants_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One variants directory for the whole run, so each level is built once."""
-    return Path(os.environ.get("DYNAQUANT_TEST_VARIANTS_DIR") or tmp_path_factory.mktemp("variants"))
+    """One variants directory for the whole run with every level of the small model built (as `dynaquant prepare`
+    does), so a dynamic choice is never moved for want of a build."""
+    folder = Path(os.environ.get("DYNAQUANT_TEST_VARIANTS_DIR") or tmp_path_factory.mktemp("variants"))
+    prepare(Registry().get(SMALL_MODEL), folder, 2, say=lambda _line: None)
+    return folder
 
 
 def claim_redis_db() -> str:

@@ -17,6 +17,7 @@ from worker.backends.llamacpp import LlamaCppBackend
 from worker.cache import ModelCache
 from worker.model_loader import ModelLoader
 from worker.policy import LEVELS
+from worker.prepare import prepare
 from worker.probes import Probes
 from worker.quantization import DynamicQuantizationManager
 from worker.registry import ModelSpec, Registry, bundled_gguf_path
@@ -54,9 +55,12 @@ def default_spec() -> ModelSpec:
 
 @pytest.fixture(scope="session")
 def variants_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One variants directory for the whole run, so each level is built once (DYNAQUANT_TEST_VARIANTS_DIR keeps it)."""
+    """One variants directory for the whole run with every level of the small model built (as `dynaquant prepare`
+    does), so a dynamic choice is never moved for want of a build (DYNAQUANT_TEST_VARIANTS_DIR keeps it)."""
     configured = os.environ.get("DYNAQUANT_TEST_VARIANTS_DIR")
-    return Path(configured) if configured else tmp_path_factory.mktemp("variants")
+    folder = Path(configured) if configured else tmp_path_factory.mktemp("variants")
+    prepare(Registry().get(SMALL_MODEL), folder, 2, say=lambda _line: None)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -94,8 +98,8 @@ def smollm2_gguf() -> Path:
 
 @pytest.fixture
 def make_loader(variants_dir: Path) -> Callable[..., tuple[ModelLoader, Readings]]:
-    """A loader on injected memory/load readings, with re-optimisation adopted on the first decision; other
-    settings changed by field name."""
+    """A loader on injected memory/load readings, with re-optimisation adopted on the first decision and the matrix
+    deciding alone (no shipped prior: the readings say what the level must be); other settings changed by name."""
 
     def build(
         max_cache_mb: float = 8000,
@@ -106,7 +110,7 @@ def make_loader(variants_dir: Path) -> Callable[..., tuple[ModelLoader, Readings
     ) -> tuple[ModelLoader, Readings]:
         r = readings or Readings(used_fraction=0.10)
         probes = Probes(device="cpu", memory=r.memory, load=r.load, capabilities=ALL_CAPABILITIES)
-        configured = Settings(consecutive=1, **settings)
+        configured = Settings(**{"consecutive": 1, "prior": False, **settings})
         manager = DynamicQuantizationManager(probes, configured)
         loader = ModelLoader(
             manager,

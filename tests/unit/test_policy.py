@@ -193,3 +193,28 @@ def test_a_ceiling_caps_precision_after_a_lost_worker() -> None:
     assert policy.apply_ceiling("fp16", None) == "fp16" and policy.apply_ceiling("int2", "int8") == "int2"
     with pytest.raises(ValueError, match="ceiling"):
         Request(ceiling="int3")
+
+
+def test_the_seed_python_api_runs_as_written() -> None:
+    """The spec's examples, statement for statement: a device by keyword, thresholds tuned on the instance, status."""
+    from worker.quantization import get_quantization_manager, set_quantization_manager
+
+    manager = DynamicQuantizationManager(device="mps")
+    manager.MEMORY_COMFORTABLE = 0.3  # More aggressive
+    manager.LOAD_HIGH = 15  # Higher load threshold
+    assert manager.device == "mps" and manager.probes.memory().pool == "unified"
+    assert manager.select_level(0.35, 0) == "int8"
+    assert manager.select_level(0.65, 12) == "int4"
+    set_quantization_manager(manager)
+    try:
+        status = get_quantization_manager().get_status()
+    finally:
+        set_quantization_manager(None)
+    assert status["device"] == "mps"
+    assert status["thresholds"]["memory_comfortable"] == 0.3 and status["thresholds"]["load_high"] == 15
+    assert status["recommended_level"] in LEVELS and status["memory_band"] in policy.BANDS
+
+
+def test_an_unknown_device_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        DynamicQuantizationManager(device="tpu")

@@ -132,6 +132,10 @@ class Backend(Protocol):
         """Make the level's files ready on disk (a GGUF variant) so estimate_bytes is exact; check the sources."""
         ...
 
+    def ready(self, spec: ModelSpec, level: str) -> bool:
+        """Whether loading the level needs no build first (a GGUF variant not on disk yet does)."""
+        ...
+
     def load(self, spec: ModelSpec, level: str) -> LoadedModel:
         """Load the model at `level`; raises ModelLoadError naming the file and the fix."""
         ...

@@ -234,6 +234,10 @@ class TransformersBackend:
             weights = embed * 2 + other * BITS[level] / 8
         return int(weights * (1 + RUNTIME_OVERHEAD_FRACTION) + RUNTIME_OVERHEAD_BYTES)
 
+    def ready(self, spec: ModelSpec, level: str) -> bool:
+        """Always: bitsandbytes quantizes at load time, there is nothing to build."""
+        return True
+
     def prepare(self, spec: ModelSpec, level: str) -> None:
         """Check the checkpoint directory (nothing to build: bitsandbytes quantizes at load time)."""
         if spec.hf_dir is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from worker.backends.base import Decoding, Generation, HeldModel, Message, chat_template_or_none, softmax_of
+from worker.builder import Build
 from worker.errors import InputError, JobCancelled, ModelLoadError
 from worker.policy import BITS_PER_WEIGHT, GGUF_TYPES, LEVELS, RUNTIME_OVERHEAD_FRACTION, check_level
 from worker.settings import get_settings
@@ -207,6 +208,15 @@ class LlamaCppBackend:
     def runtime_bytes(self, source: Path) -> int:
         """KV cache for the context window plus llama.cpp's compute buffers."""
         return kv_bytes_per_token(source) * self.n_ctx + COMPUTE_BUFFER_BYTES
+
+    def build_for(self, spec: ModelSpec, level: str) -> Build:
+        """What building the level's variant takes: source, GGUF type and this backend's variants folder."""
+        folder = self.variants_dir or get_settings().variants_path
+        return Build(spec.name, self._source(spec), GGUF_TYPES[check_level(level)], folder)
+
+    def ready(self, spec: ModelSpec, level: str) -> bool:
+        """Whether the level's variant is on disk (the source itself counts for its own type)."""
+        return existing_variant(self._source(spec), GGUF_TYPES[check_level(level)], self.variants_dir) is not None
 
     def prepare(self, spec: ModelSpec, level: str) -> None:
         """Build the level's variant if it is not on disk yet."""
