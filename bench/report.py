@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
+from bench import firstbatch
 from bench.common import LEVEL_ORDER, RESULTS, ROOT, bench_parser, fmt, python, read_result, table, wait_for_quiet
 
 BENCHMARKS = ("levels", "bandwidth", "switch", "overhead", "loop", "workers", "serving", "squeeze", "quality")
@@ -657,10 +658,38 @@ SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
 DEFAULT_MODEL_HEADING = "Default model (Qwen2.5 1.5B Instruct): the checker, the gate, held-out texts"
 
 
-def insert_default_model_section(doc: str) -> str:
-    """The document with its default-model section written anew from the results (the rest untouched)."""
-    heading = f"## {DEFAULT_MODEL_HEADING}"
-    body = f"{heading}\n\n{default_model_section()}\n\n"
+FIRST_BATCH_HEADING = "First batch after dynaquant up, and bursts on a fresh host (issue 23)"
+
+
+def first_batch_section() -> str:
+    """What a user sees on a fresh cache and Redis, per model (bench.firstbatch), with the breakdown of each batch."""
+    parts = []
+    for path in sorted(RESULTS.glob("firstbatch-*.json")):
+        report = json.loads(path.read_text())
+        parts.append(firstbatch.markdown(report))
+        runs = {
+            "first batch": "first",
+            "second batch": "steady",
+            "burst int4": "burst_int4",
+            "burst dynamic": "burst_dynamic",
+            "burst dynamic calibrated": "burst_dynamic_calibrated",
+        }
+        fields = ("seconds", "generation_s", "load_s", "to_first_start_s", "between_jobs_s", "in_worker_other_s")
+        rows = [
+            (name, *(run[f] for f in fields))
+            for name, key in runs.items()
+            if (run := report.get(key)) and "between_jobs_s" in run
+        ]
+        if rows:
+            header = ("batch", "span s", "generation s", "loads s", "to first start s", "between jobs s", "other s")
+            parts += ["Where the time went (sums over the batch, from the job records):", table(header, rows)]
+    return "\n\n".join(parts)
+
+
+def insert_section(doc: str, heading_text: str, section: str) -> str:
+    """The document with one section written anew (the rest untouched), or added before the analysis."""
+    heading = f"## {heading_text}"
+    body = f"{heading}\n\n{section}\n\n"
     if heading in doc:
         start = doc.index(heading)
         end = doc.index("\n## ", start + len(heading)) + 1
@@ -706,9 +735,12 @@ def write_doc(results: dict[str, Any]) -> str:
         body = render(results[key]) if key in results else ""
         if body:
             parts += [f"## {title}", "", body, ""]
-    default_model = default_model_section()
-    if default_model:
-        parts += [f"## {DEFAULT_MODEL_HEADING}", "", default_model, ""]
+    for heading, section in (
+        (DEFAULT_MODEL_HEADING, default_model_section()),
+        (FIRST_BATCH_HEADING, first_batch_section()),
+    ):
+        if section:
+            parts += [f"## {heading}", "", section, ""]
     parts += ["## What limits the results", "", analysis(results), "", NOTES]
     return "\n".join(parts)
 
@@ -720,10 +752,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--default-model-only", action="store_true", help="rewrite only the default model's section of the file"
     )
+    parser.add_argument(
+        "--first-batch-only", action="store_true", help="rewrite only the first-batch section (bench.firstbatch)"
+    )
     args = parser.parse_args(argv)
     if args.default_model_only:
-        DOC.write_text(insert_default_model_section(DOC.read_text()))
+        DOC.write_text(insert_section(DOC.read_text(), DEFAULT_MODEL_HEADING, default_model_section()))
         print(f"wrote the default model's section of {DOC.relative_to(ROOT)}")
+        return 0
+    if args.first_batch_only:
+        DOC.write_text(insert_section(DOC.read_text(), FIRST_BATCH_HEADING, first_batch_section()))
+        print(f"wrote the first-batch section of {DOC.relative_to(ROOT)}")
         return 0
     missing = BENCHMARKS if args.run else tuple(n for n in BENCHMARKS if read_result(n) is None)
     if missing:

@@ -118,12 +118,17 @@ class IdleWork:
             self._seen.add(model)
             self._pending.append(model)
         try:
-            spec = self.loader.registry.get(model)
-            for level in self.loader.supported_levels(spec):
+            for level in self.useful_levels(model):
                 self.want_variant(model, level)
         except DynaquantError as exc:
             log.warning("cannot list the levels of %s to build: %s", model, exc)
         self._wake.set()
+
+    def useful_levels(self, model: str) -> list[str]:
+        """The levels of a model worth building and calibrating (with the prior on, no re-encoding of its file that
+        the decision would never pick)."""
+        spec = self.loader.registry.get(model)
+        return self.loader.worth_having(spec) if self.settings.prior else list(self.loader.supported_levels(spec))
 
     def want_variant(self, model: str, level: str) -> None:
         """Build a GGUF level of a model at the next idle moment (a job ran at another level for want of it)."""
@@ -203,7 +208,7 @@ class IdleWork:
             spec = self.loader.registry.get(model)
             levels = [
                 lvl
-                for lvl in self.loader.supported_levels(spec)
+                for lvl in self.useful_levels(model)
                 if (ceiling is None or rank(lvl) >= rank(ceiling)) and self.loader.ready(spec, lvl)
             ]
             report = self.calibrator.run(model, levels, self.busy)
@@ -221,7 +226,9 @@ class IdleWork:
     def shadow(self, job: Finished) -> str:
         """Run one shadow job; a job arriving stops it and nothing is recorded."""
         try:
-            result = run_shadow(self.loader, self.store, job, self.busy, self.ceiling(job.spec.model))
+            spec = self.loader.registry.get(job.spec.model)
+            levels = [level for level in self.useful_levels(spec.name) if self.loader.ready(spec, level)]
+            result = run_shadow(self.loader, self.store, job, self.busy, self.ceiling(spec.name), levels)
         except JobCancelled:
             return "shadow run stopped"
         except (redis.RedisError, DynaquantError) as exc:

@@ -29,10 +29,12 @@ from worker.policy import (
     TREND_WINDOW,
     Request,
     apply_capabilities,
+    apply_source_ceiling,
     estimate_weights_gb,
     memory_band,
     predicted_load,
     rank,
+    with_prior,
 )
 from worker.priors import prior_profiles
 from worker.quantization import Decision, DynamicQuantizationManager
@@ -215,8 +217,13 @@ class ModelLoader:
         cached = self.cache.levels_of(spec.name)
         resident = int(sum(cached.values()) * MIB)
         backends = {level: spec.backend_for(level) for level in supported}
-        prior = prior_profiles(spec.name, self.manager.device, backends, estimates) if self.settings.prior else None
-        decision = self.manager.decide_for_model(spec.name, estimates, resident, request, supported, prior=prior)
+        prior, source = None, None
+        if self.settings.prior:
+            prior = prior_profiles(spec.name, self.manager.device, backends, estimates)
+            source = self.source_level(spec, supported)
+        decision = self.manager.decide_for_model(
+            spec.name, estimates, resident, request, supported, prior=prior, source_level=source
+        )
         decision = self._built_level(spec, decision, request, supported)
         keep = decision.level in cached or (bool(cached) and self._room_beside(estimates.get(decision.level, 0)))
         with self._lock:
@@ -246,6 +253,27 @@ class ModelLoader:
         wanted = decision.level
         reason = f"{wanted} is not built on this host yet: {level} now, {wanted} once idle work has built it"
         return dataclasses.replace(decision, level=level, reasons=(*decision.reasons, reason))
+
+    def worth_having(self, spec: ModelSpec) -> list[str]:
+        """The model's levels the decision may pick without force: all but re-encodings of its file that are not
+        faster than the file's own level (by the host's profile, else the prior)."""
+        supported = self.supported_levels(spec)
+        source = self.source_level(spec, supported)
+        if source is None:
+            return list(supported)
+        backends = {level: spec.backend_for(level) for level in supported}
+        prior = prior_profiles(spec.name, self.manager.device, backends, self.estimates(spec, supported))
+        profiles = with_prior(self.manager.profiles(spec.name), prior, self.manager.profile_rules)
+        rules = self.manager.profile_rules
+        return [level for level in supported if apply_source_ceiling(level, source, profiles, rules)[0] == level]
+
+    def source_level(self, spec: ModelSpec, supported: tuple[str, ...]) -> str | None:
+        """The level of the model's GGUF file when every supported level above it is built from that file."""
+        source = self.backend("gguf").source_level(spec) if spec.gguf_path is not None else None
+        if source is None:
+            return None
+        above = [level for level in supported if rank(level) < rank(source)]
+        return source if all(spec.backend_for(level) == "gguf" for level in above) else None
 
     def ready(self, spec: ModelSpec, level: str) -> bool:
         """Whether the model can be had at the level without a build: cached, or its files on disk."""
@@ -361,6 +389,7 @@ class ModelLoader:
                 int(sum(cached.values()) * MIB),
                 supported,
                 self.manager.profiles_seen(spec.name),
+                self.source_level(spec, supported) if self.settings.prior else None,
             ).level
             if target in cached or not self.ready(spec, target) or not self._room_beside(estimates[target]):
                 return

@@ -143,6 +143,33 @@ def apply_ceiling(level: str, ceiling: str | None) -> str:
     return ceiling if rank(level) < rank(check_level(ceiling, "ceiling")) else level
 
 
+def apply_source_ceiling(
+    level: str, source: str | None, profiles: Mapping[str, LevelStats], rules: ProfileRules
+) -> tuple[str, list[str]]:
+    """A level above the model's own file (`source`; None: every level is real) re-encodes the same weights: it
+    cannot be better, so it is kept only where it is measurably faster than the file's level; the first such level
+    from `level` down, else the file's. Why, in words, when it moved the level."""
+    if source is None or rank(level) >= rank(check_level(source, "source level")):
+        return level, []
+    base = profiles.get(source)
+    for candidate in LEVELS[rank(level) : rank(source)]:
+        stats = profiles.get(candidate)
+        if not (measured(stats, rules) and measured(base, rules)) or stats is None or base is None:
+            continue
+        if stats.seconds_per_job is None or base.seconds_per_job is None:
+            continue
+        if stats.seconds_per_job <= base.seconds_per_job * (1.0 - rules.min_speedup):
+            if candidate == level:
+                return level, []
+            speed = time_compared(stats.seconds_per_job, base.seconds_per_job, source, stats.prior or base.prior)
+            return candidate, [
+                f"{level} skipped: it re-encodes the model's {source} file; {candidate} is faster ({speed})"
+            ]
+    return source, [
+        f"{level} skipped: the model's file is {source}; {level} would re-encode it, no better and no faster"
+    ]
+
+
 def apply_floor(level: str, min_quantization: str | None) -> str:
     """Never less precise than the floor."""
     if min_quantization is None:

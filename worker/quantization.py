@@ -112,6 +112,7 @@ class DynamicQuantizationManager:
         resident_bytes: int,
         supported: Sequence[str],
         profiles: Mapping[str, LevelStats],
+        source_level: str | None = None,
     ) -> PressureLevel:
         """The level memory and load call for (no I/O): the matrix on measured footprints, then the profile."""
         t = self.thresholds
@@ -128,8 +129,9 @@ class DynamicQuantizationManager:
         if policy.rank(matrix) > policy.rank(estimated):
             reasons.append(f"{estimated} does not fit its measured footprint here: {matrix} for memory")
         level, weighed = policy.apply_profile(matrix, unloaded, profiles, self.profile_rules, supported)
+        level, reencoded = policy.apply_source_ceiling(level, source_level, profiles, self.profile_rules)
         level, dominated = policy.skip_dominated(level, profiles, self.profile_rules, supported)
-        return PressureLevel(level, matrix, tuple(reasons + weighed + dominated))
+        return PressureLevel(level, matrix, tuple(reasons + weighed + reencoded + dominated))
 
     def decide_for_model(
         self,
@@ -140,13 +142,15 @@ class DynamicQuantizationManager:
         supported: Sequence[str],
         now: float | None = None,
         prior: Mapping[str, LevelStats] | None = None,
+        source_level: str | None = None,
     ) -> Decision:
         """Level for the next job on a model, from live readings and its measured profile, with hysteresis.
 
         The pressure-driven level (matrix, then the profile) is stabilised per model and recorded with its
         reasons in `choices`; the job's task priority, floor and force are applied on top of it, so one
         job's wishes never hold back the next job. `prior` (worker.priors) stands in for levels the host has not
-        measured yet.
+        measured yet; `source_level`, the level of the model's own file when every level above it is a re-encoding
+        of it, caps the pressure level and the task priority's step up (a floor or force still goes above it).
         """
         reading = self.probes.memory()
         load = self.probes.load().total
@@ -158,7 +162,9 @@ class DynamicQuantizationManager:
         profiles = self.profiles(model)
         if prior:
             profiles = policy.with_prior(profiles, prior, self.profile_rules)
-        pressure = self.pressure_level(reading, load, candidate_bytes, resident_bytes, supported, profiles)
+        pressure = self.pressure_level(
+            reading, load, candidate_bytes, resident_bytes, supported, profiles, source_level
+        )
         wanted = pressure.level
         with self._lock:
             self._profiles_seen[model] = profiles
@@ -176,6 +182,7 @@ class DynamicQuantizationManager:
                 at=time.time(),
             )
         level = policy.apply_task_priority(held, request.task_priority)
+        level = policy.apply_source_ceiling(level, source_level, profiles, self.profile_rules)[0]
         level = policy.apply_ceiling(level, request.ceiling)
         level = policy.apply_floor(level, request.min_quantization)
         level = policy.apply_capabilities(level, supported, request.min_quantization)

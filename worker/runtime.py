@@ -23,6 +23,7 @@ from worker.contracts import (
     Phase,
     WorkerState,
 )
+from worker.errors import DynaquantError
 from worker.idle import IdleWork
 from worker.jobs import JobStore
 from worker.probes import live_probes
@@ -106,11 +107,16 @@ class WorkerRuntime:
         )
 
     def start(self) -> None:
-        """Begin publishing this worker's state, and load the quality checker's word tables before the first job."""
-        self.heartbeat.start()
+        """Assemble the default model if it is bundled and load the checker's word tables, so no job waits for them;
+        then begin publishing this worker's state (it is ready) and start idle work."""
         from worker.quality import warm
 
+        try:
+            self.loader.registry.get(self.settings.default_model)
+        except DynaquantError as exc:
+            log.warning("the default model is not ready (%s); the first job that needs it will say why", exc)
         warm()
+        self.heartbeat.start()
         self.idle.want_calibration(self.settings.default_model)
         self.idle.start()
 

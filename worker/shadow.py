@@ -92,14 +92,16 @@ def run_shadow(
     job: Finished,
     should_stop: Callable[[], bool],
     ceiling: str | None = None,
+    levels: Sequence[str] | None = None,
 ) -> JobResult | None:
-    """Re-run a finished job at a neighbouring level and record it as a shadow job (None: no neighbour).
+    """Re-run a finished job at a neighbouring level among `levels` (default: every supported one) and record it as
+    a shadow job (None: no neighbour).
 
     Raises JobCancelled when should_stop() turns true (a real job came): nothing is recorded then.
     """
     from worker.simplify import simplify_text
 
-    supported = loader.supported_levels(loader.registry.get(job.spec.model))
+    supported = levels if levels is not None else loader.supported_levels(loader.registry.get(job.spec.model))
     counts = {level: p.jobs for level, p in store.profiles(job.spec.model).items()}
     level = neighbour(job.level, supported, counts, ceiling)
     if level is None:

@@ -95,6 +95,7 @@ def make_service(url: str, logs: Path, variants_dir: Path) -> Service:
         "DYNAQUANT_DEFAULT_MODEL": SMALL_MODEL,  # what these tests check does not depend on the text written
         "DYNAQUANT_CALIBRATE": "0",  # a test that wants calibration or shadow runs sets them
         "DYNAQUANT_SHADOW_SHARE": "0",
+        "DYNAQUANT_PRIOR": "0",  # the matrix moves every level here: the prior would keep the small model at int4
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }
@@ -302,8 +303,8 @@ class Up:
 
 @pytest.fixture
 def up(tmp_path: Path, variants_dir: Path) -> Iterator[Up]:
-    """`dynaquant up` with default settings (but no idle calibration or shadow runs) on its own Redis DB and queue;
-    stopped (SIGTERM) afterwards."""
+    """`dynaquant up` with default settings (but no idle calibration, shadow runs or prior) on its own Redis DB and
+    queue; stopped (SIGTERM) afterwards."""
     url = claim_redis_db()
     queue = f"e2e-{uuid.uuid4().hex[:8]}"
     env = {
@@ -314,6 +315,7 @@ def up(tmp_path: Path, variants_dir: Path) -> Iterator[Up]:
         "DYNAQUANT_DEFAULT_MODEL": SMALL_MODEL,  # the small model: these tests are about processes, not texts
         "DYNAQUANT_CALIBRATE": "0",  # the recovery tests count loads and deaths: no idle work beside their jobs
         "DYNAQUANT_SHADOW_SHARE": "0",
+        "DYNAQUANT_PRIOR": "0",  # they die loading fp16, which the prior never picks for the small model's file
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }

@@ -134,11 +134,12 @@ def worker_redis() -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def make_runtime(worker_redis: redis.Redis) -> Iterator[Callable[..., WorkerRuntime]]:
-    """A worker runtime (job store, heartbeat) around a test's loader; settings changed by field name."""
+    """A worker runtime (job store, heartbeat) around a test's loader, without the prior as the loader; settings
+    changed by field name."""
     built: list[WorkerRuntime] = []
 
     def build(loader: ModelLoader, **settings: Any) -> WorkerRuntime:
-        runtime = WorkerRuntime("test-worker@it", worker_redis, Settings(**settings), loader)
+        runtime = WorkerRuntime("test-worker@it", worker_redis, Settings(**{"prior": False, **settings}), loader)
         built.append(runtime)
         return runtime
 

@@ -62,6 +62,24 @@ def test_the_shipped_prior_keeps_a_fresh_host_off_levels_that_buy_nothing(make_l
         assert lease.level == "int2"
 
 
+def test_a_reencoding_of_the_models_file_is_chosen_only_where_it_is_faster(make_loader: MakeLoader) -> None:
+    """The small model ships as Q4_K_M: F16 and Q8_0 re-encode the same weights. F16 is slower, so an idle host and a
+    job asking for quality never get it; Q8_0 is faster on CPU (shipped prior), so it may stand in. Force still wins."""
+    loader, _ = make_loader(prior=True)
+    with loader.acquire(MODEL, Request()) as lease:
+        assert lease.decision.matrix_level == "fp16" and lease.level == "int8", lease.decision.reasons
+        assert any(
+            "fp16 skipped: it re-encodes the model's int4 file; int8 is faster" in r for r in lease.decision.reasons
+        )
+    with loader.acquire(MODEL, Request(task_priority="quality")) as lease:
+        assert lease.level == "int8"
+    with loader.acquire(MODEL, Request(force_quantization="fp16")) as lease:
+        assert lease.level == "fp16"
+    spec = loader.registry.get(MODEL)
+    assert loader.source_level(spec, ("fp16", "int8", "int4", "int2")) == "int4"
+    assert loader.worth_having(spec) == ["int8", "int4", "int2"], "idle work never builds or calibrates F16 here"
+
+
 def test_a_build_runs_at_the_lowest_priority_and_dies_when_a_job_arrives(tmp_path: Path) -> None:
     source = Registry().get(MODEL).gguf_path
     assert source is not None
@@ -91,7 +109,7 @@ def test_an_idle_worker_builds_what_a_job_lacked_then_calibrates_on_it(
     make_loader: MakeLoader, make_runtime: MakeRuntime, tmp_path: Path
 ) -> None:
     loader, _ = make_loader(gguf=LlamaCppBackend(tmp_path, n_ctx=1024), default_max_tokens=16)
-    runtime = make_runtime(loader, calibration_seconds=60.0, shadow_share=0.0)
+    runtime = make_runtime(loader, calibration_seconds=60.0, shadow_share=0.0, prior=False)
     spec = job()
     runtime.store.create("f1", spec)
     outcome = run_job(runtime, "f1", spec.model_dump(mode="json"))

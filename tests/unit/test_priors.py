@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import Readings
+from worker import policy
 from worker.policy import LEVELS, LevelStats, ProfileRules, Request, apply_profile, skip_dominated, with_prior
 from worker.priors import KNOWN_ON_CPU, prior_profiles
 from worker.quantization import DynamicQuantizationManager
@@ -72,3 +73,31 @@ def test_the_manager_uses_the_prior_only_where_given(fixed_probes) -> None:
     weighed = manager.decide_for_model("n", SIZES, 0, Request(), LEVELS, prior=prior)
     assert plain.level == "int2" and weighed.level == "int4"
     assert weighed.matrix_level == "int2" and any("shipped prior" in reason for reason in weighed.reasons)
+
+
+def test_a_level_above_the_models_own_file_is_kept_only_where_it_is_faster() -> None:
+    """A re-encoding of the file cannot be better: without a reason to think it faster it gives way to the file's
+    level; where it is measurably faster (Gemma's Q8_0 on CPU) it may stay."""
+    assert policy.apply_source_ceiling("fp16", "int4", {}, RULES) == (
+        "int4",
+        ["fp16 skipped: the model's file is int4; fp16 would re-encode it, no better and no faster"],
+    )
+    assert policy.apply_source_ceiling("int2", "int4", {}, RULES) == ("int2", [])
+    assert policy.apply_source_ceiling("fp16", None, {}, RULES) == ("fp16", [])
+    qwen = with_prior({}, prior_profiles("qwen2.5-1.5b", "cpu", GGUF, SIZES), RULES)
+    assert policy.apply_source_ceiling("fp16", "int4", qwen, RULES)[0] == "int4"
+    gemma = with_prior({}, prior_profiles("gemma-3-270m", "cpu", GGUF, SIZES), RULES)
+    level, reasons = policy.apply_source_ceiling("fp16", "int4", gemma, RULES)
+    assert level == "int8" and "int8 is faster (0.86x int4's time per job)" in reasons[0]
+    assert policy.apply_source_ceiling("int8", "int4", gemma, RULES) == ("int8", [])
+
+
+def test_the_manager_caps_pressure_and_task_priority_at_the_source_but_not_the_floor(fixed_probes) -> None:
+    manager = DynamicQuantizationManager(fixed_probes(Readings()), Settings(consecutive=1))
+    idle = manager.decide_for_model("m", SIZES, 0, Request(), LEVELS, source_level="int4")
+    assert idle.matrix_level == "fp16" and idle.level == "int4" and idle.wanted == "int4"
+    assert manager.level_choices()["m"].level == "int4", "the held level is the capped one"
+    quality = manager.decide_for_model("m", SIZES, 0, Request(task_priority="quality"), LEVELS, source_level="int4")
+    assert quality.level == "int4"
+    floor = manager.decide_for_model("m", SIZES, 0, Request(min_quantization="int8"), LEVELS, source_level="int4")
+    assert floor.level == "int8"

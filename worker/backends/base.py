@@ -136,6 +136,10 @@ class Backend(Protocol):
         """Whether loading the level needs no build first (a GGUF variant not on disk yet does)."""
         ...
 
+    def source_level(self, spec: ModelSpec) -> str | None:
+        """The level of the model's own weights when the more precise levels are re-encodings of them, else None."""
+        ...
+
     def load(self, spec: ModelSpec, level: str) -> LoadedModel:
         """Load the model at `level`; raises ModelLoadError naming the file and the fix."""
         ...

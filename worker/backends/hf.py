@@ -234,6 +234,10 @@ class TransformersBackend:
             weights = embed * 2 + other * BITS[level] / 8
         return int(weights * (1 + RUNTIME_OVERHEAD_FRACTION) + RUNTIME_OVERHEAD_BYTES)
 
+    def source_level(self, spec: ModelSpec) -> str | None:
+        """None: a checkpoint's levels are quantized from its full-precision weights, each one real."""
+        return None
+
     def ready(self, spec: ModelSpec, level: str) -> bool:
         """Always: bitsandbytes quantizes at load time, there is nothing to build."""
         return True

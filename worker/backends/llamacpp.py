@@ -12,7 +12,7 @@ from worker.builder import Build
 from worker.errors import InputError, JobCancelled, ModelLoadError
 from worker.policy import BITS_PER_WEIGHT, GGUF_TYPES, LEVELS, RUNTIME_OVERHEAD_FRACTION, check_level
 from worker.settings import get_settings
-from worker.variants import check_gguf, ensure_variant, existing_variant, gguf_metadata
+from worker.variants import check_gguf, ensure_variant, existing_variant, gguf_metadata, source_file_type
 
 if TYPE_CHECKING:
     from worker.registry import ModelSpec
@@ -213,6 +213,11 @@ class LlamaCppBackend:
         """What building the level's variant takes: source, GGUF type and this backend's variants folder."""
         folder = self.variants_dir or get_settings().variants_path
         return Build(spec.name, self._source(spec), GGUF_TYPES[check_level(level)], folder)
+
+    def source_level(self, spec: ModelSpec) -> str | None:
+        """The level of the GGUF file the variants are built from (int4 for a Q4_K_M file), if it is one of ours."""
+        gguf_type = source_file_type(self._source(spec))
+        return next((level for level, name in GGUF_TYPES.items() if name == gguf_type), None)
 
     def ready(self, spec: ModelSpec, level: str) -> bool:
         """Whether the level's variant is on disk (the source itself counts for its own type)."""
