@@ -673,6 +673,7 @@ def first_batch_section() -> str:
             "burst int4": "burst_int4",
             "burst dynamic": "burst_dynamic",
             "burst dynamic calibrated": "burst_dynamic_calibrated",
+            "burst int4 again": "burst_int4_after",
         }
         fields = ("seconds", "generation_s", "load_s", "to_first_start_s", "between_jobs_s", "in_worker_other_s")
         rows = [
