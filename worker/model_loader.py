@@ -239,11 +239,16 @@ class ModelLoader:
         """The decided level if it needs no build, else the nearest that does (its build is asked of idle work).
 
         A job never waits for a variant the decision merely prefers: building F16 from a 1 GB source takes a
-        minute of both cores. A forced level, or a floor no built level meets, is built in the job's path.
+        minute of both cores. A forced level, or a floor or ceiling (after a worker died higher) no built level
+        meets, is built in the job's path.
         """
         if request.force_quantization is not None or self.ready(spec, decision.level):
             return decision
-        built = [level for level in supported if self.ready(spec, level)]
+        built = [
+            level
+            for level in supported
+            if self.ready(spec, level) and (request.ceiling is None or rank(level) >= rank(request.ceiling))
+        ]
         try:
             level = apply_capabilities(decision.level, built, request.min_quantization)
         except UnsupportedLevelError:

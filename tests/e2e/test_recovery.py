@@ -157,7 +157,7 @@ def test_two_workers_the_other_one_takes_the_killed_workers_job(up: Up) -> None:
 
 
 def test_a_worker_killed_while_loading_a_model(up: Up, tmp_path: Path) -> None:
-    up.env["DYNAQUANT_VARIANTS_DIR"] = str(tmp_path / "fresh-variants")  # fp16 is built from the source first
+    up.env["DYNAQUANT_VARIANTS_DIR"] = str(tmp_path / "fresh-variants")  # the rerun's lower level is built for it
     up.start(workers=1)
     job_id = up.submit(**BUSY)
     loading = wait_phase(up, job_id, "loading")

@@ -46,6 +46,8 @@ def test_a_level_not_built_yet_runs_at_a_built_one_and_is_asked_of_idle_work(
     assert not any(empty.glob("*.F16.gguf")), "no build in the job's path"
     with loader.acquire(MODEL, Request(force_quantization="int8")) as lease:
         assert lease.level == "int8", "a forced level is the user's word: it is built for the job"
+    with loader.acquire(MODEL, Request(ceiling="int2")) as lease:
+        assert lease.level == "int2", "after a death at int4 the job never goes back above its ceiling for a build"
 
 
 def test_the_shipped_prior_keeps_a_fresh_host_off_levels_that_buy_nothing(make_loader: MakeLoader) -> None:
