@@ -154,17 +154,14 @@ def apply_source_ceiling(
     base = profiles.get(source)
     for candidate in LEVELS[rank(level) : rank(source)]:
         stats = profiles.get(candidate)
-        if not (measured(stats, rules) and measured(base, rules)) or stats is None or base is None:
+        if stats is None or base is None or not measurably_faster(stats, base, rules):
             continue
-        if stats.seconds_per_job is None or base.seconds_per_job is None:
-            continue
-        if stats.seconds_per_job <= base.seconds_per_job * (1.0 - rules.min_speedup):
-            if candidate == level:
-                return level, []
-            speed = time_compared(stats.seconds_per_job, base.seconds_per_job, source, stats.prior or base.prior)
-            return candidate, [
-                f"{level} skipped: it re-encodes the model's {source} file; {candidate} is faster ({speed})"
-            ]
+        if candidate == level:
+            return level, []
+        speed = time_compared(
+            stats.seconds_per_job or 0.0, base.seconds_per_job or 1.0, source, stats.prior or base.prior
+        )
+        return candidate, [f"{level} skipped: it re-encodes the model's {source} file; {candidate} is faster ({speed})"]
     return source, [
         f"{level} skipped: the model's file is {source}; {level} would re-encode it, no better and no faster"
     ]
@@ -219,6 +216,14 @@ class ProfileRules:
 def measured(stats: LevelStats | None, rules: ProfileRules) -> bool:
     """Whether a level's profile counts: enough jobs measured on this host, or the shipped prior."""
     return stats is not None and (stats.prior or stats.jobs >= rules.min_jobs)
+
+
+def measurably_faster(low: LevelStats, high: LevelStats, rules: ProfileRules) -> bool:
+    """Whether `low` runs a job at least `rules.min_speedup` faster than `high`, both counting (measured or prior)."""
+    if not (measured(low, rules) and measured(high, rules)):
+        return False
+    low_s, high_s = low.seconds_per_job, high.seconds_per_job
+    return low_s is not None and high_s is not None and low_s <= high_s * (1.0 - rules.min_speedup)
 
 
 def where(*stats: LevelStats) -> str:
@@ -331,7 +336,7 @@ def skip_dominated(
         low_s, high_s, low_p, high_p = low.seconds_per_job, high.seconds_per_job, low.pass_rate, high.pass_rate
         if low_s is None or high_s is None or low_p is None or high_p is None:
             break
-        if low_s > high_s * (1.0 - rules.min_speedup) or low_p < high_p:
+        if not measurably_faster(low, high, rules) or low_p < high_p:
             break
         reasons.append(
             f"{kept} skipped: {lower} is faster {where(low, high)} "
