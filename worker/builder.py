@@ -54,7 +54,6 @@ class VariantBuilds:
         self.threads = threads
         self.running: subprocess.Popen[bytes] | None = None
         """The build's child process while one runs."""
-        self.built: list[Build] = []
         self._pending: list[Build] = []
         self._lock = threading.Lock()
 
@@ -103,7 +102,6 @@ class VariantBuilds:
             error = (child.stderr.read() if child.stderr else b"").decode(errors="replace").strip().splitlines()
             log.warning("building %s of %s failed: %s", build.gguf_type, build.model, error[-1] if error else "?")
             return f"build of {build.gguf_type} of {build.model} failed"
-        self.built.append(build)
         log.info("built %s of %s in %.1f s while idle", build.gguf_type, build.model, time.monotonic() - started)
         return f"built {build.gguf_type} of {build.model}"
 

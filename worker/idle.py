@@ -125,10 +125,9 @@ class IdleWork:
         self._wake.set()
 
     def useful_levels(self, model: str) -> list[str]:
-        """The levels of a model worth building and calibrating (with the prior on, no re-encoding of its file that
-        the decision would never pick)."""
-        spec = self.loader.registry.get(model)
-        return self.loader.worth_having(spec) if self.settings.prior else list(self.loader.supported_levels(spec))
+        """The levels of a model worth building and calibrating (no re-encoding of its file the decision would never
+        pick)."""
+        return self.loader.worth_having(self.loader.registry.get(model))
 
     def want_variant(self, model: str, level: str) -> None:
         """Build a GGUF level of a model at the next idle moment (a job ran at another level for want of it)."""

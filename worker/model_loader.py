@@ -27,6 +27,7 @@ from worker.errors import InputError, InsufficientMemoryError, ModelLoadError, U
 from worker.policy import (
     LEVELS,
     TREND_WINDOW,
+    LevelStats,
     Request,
     apply_capabilities,
     apply_source_ceiling,
@@ -216,11 +217,7 @@ class ModelLoader:
         """The level for this job, and the re-optimisation it causes (other levels dropped unless they may stay)."""
         cached = self.cache.levels_of(spec.name)
         resident = int(sum(cached.values()) * MIB)
-        backends = {level: spec.backend_for(level) for level in supported}
-        prior, source = None, None
-        if self.settings.prior:
-            prior = prior_profiles(spec.name, self.manager.device, backends, estimates)
-            source = self.source_level(spec, supported)
+        prior, source = self._known(spec, supported, estimates)
         decision = self.manager.decide_for_model(
             spec.name, estimates, resident, request, supported, prior=prior, source_level=source
         )
@@ -259,17 +256,26 @@ class ModelLoader:
         reason = f"{wanted} is not built on this host yet: {level} now, {wanted} once idle work has built it"
         return dataclasses.replace(decision, level=level, reasons=(*decision.reasons, reason))
 
+    def _known(
+        self, spec: ModelSpec, supported: tuple[str, ...], estimates: dict[str, int]
+    ) -> tuple[dict[str, LevelStats] | None, str | None]:
+        """What is known of the levels before measuring them: the shipped prior and the level of the model's own
+        file (both None with DYNAQUANT_PRIOR=0)."""
+        if not self.settings.prior:
+            return None, None
+        backends = {level: spec.backend_for(level) for level in supported}
+        prior = prior_profiles(spec.name, self.manager.device, backends, estimates)
+        return prior, self.source_level(spec, supported)
+
     def worth_having(self, spec: ModelSpec) -> list[str]:
         """The model's levels the decision may pick without force: all but re-encodings of its file that are not
-        faster than the file's own level (by the host's profile, else the prior)."""
+        faster than the file's own level (by the host's profile, else the prior); all with DYNAQUANT_PRIOR=0."""
         supported = self.supported_levels(spec)
-        source = self.source_level(spec, supported)
-        if source is None:
+        prior, source = self._known(spec, supported, self.estimates(spec, supported))
+        if prior is None or source is None:
             return list(supported)
-        backends = {level: spec.backend_for(level) for level in supported}
-        prior = prior_profiles(spec.name, self.manager.device, backends, self.estimates(spec, supported))
-        profiles = with_prior(self.manager.profiles(spec.name), prior, self.manager.profile_rules)
         rules = self.manager.profile_rules
+        profiles = with_prior(self.manager.profiles(spec.name), prior, rules)
         return [level for level in supported if apply_source_ceiling(level, source, profiles, rules)[0] == level]
 
     def source_level(self, spec: ModelSpec, supported: tuple[str, ...]) -> str | None:
@@ -394,7 +400,7 @@ class ModelLoader:
                 int(sum(cached.values()) * MIB),
                 supported,
                 self.manager.profiles_seen(spec.name),
-                self.source_level(spec, supported) if self.settings.prior else None,
+                self._known(spec, supported, estimates)[1],
             ).level
             if target in cached or not self.ready(spec, target) or not self._room_beside(estimates[target]):
                 return
