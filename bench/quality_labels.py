@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.quality_labels                        # the default model's labels
     .venv/bin/python -m bench.quality_labels --tune                 # also searches thresholds on the tuning part
     .venv/bin/python -m bench.quality_labels --model gemma-3-270m   # the small model's (older) labels
+    .venv/bin/python -m bench.quality_labels --labels reviews.jsonl # reviewers' verdicts (dynaquant labels export)
 
 bench/data/labels/<model>.jsonl holds real first drafts of the model (bench/quality_outputs.py: every
 benchmark paragraph at every level, greedy, as the service returns them), each read and labelled by hand as
@@ -100,9 +101,9 @@ def flags(row: dict[str, Any]) -> dict[str, bool]:
     where the word checks pass)."""
     from worker.quality import adds_content, check
 
-    source = paragraph(row["pid"]).text
+    source = row.get("source") or paragraph(row["pid"]).text  # review labels carry their source
     words = check(source, row["output"], row["grade_level"])
-    scored = check(source, row["output"], row["grade_level"], row["meaning"])
+    scored = check(source, row["output"], row["grade_level"], row.get("meaning"))
     report = scored if words.passed else words
     return {
         "invented": adds_content(report.invented),
@@ -201,6 +202,36 @@ def print_scores(name: str, result: dict[str, dict[str, Any]]) -> None:
     print(f"passed {v['passed']}: {v['pass_precision']} of them a teacher would accept; accepted {v['accepted']}")
 
 
+def review_scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The verdict against reviewers' decisions (their labels say only whether a teacher took the draft as it was):
+    of the drafts the checker passes, the share reviewers accepted, and of those they accepted, the share it passed."""
+    pairs = [(bool(r["labels"]["teacher_accept"]), not flags(r)["verdict"]) for r in rows]
+    passed = [accepted for accepted, passes in pairs if passes]
+    accepted = [passes for accepted, passes in pairs if accepted]
+    return {
+        "rows": len(pairs),
+        "accepted": len(accepted),
+        "passed": len(passed),
+        "pass_precision": sum(passed) / len(passed) if passed else None,
+        "accept_recall": sum(accepted) / len(accepted) if accepted else None,
+        "agreement": sum(a == p for a, p in pairs) / len(pairs) if pairs else None,
+    }
+
+
+def score_reviews(path: Path, argv: list[str]) -> int:
+    """Score today's checker on review labels (`dynaquant labels export`), by level; write the JSON result."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    run = Recorder("quality_labels_reviews", argv)
+    run.data["labels"] = str(path)
+    run.data["all"] = review_scores(rows)
+    run.data["by_level"] = {lvl: review_scores([r for r in rows if r["level"] == lvl]) for lvl in LEVELS}
+    body = [(name, *(s[k] for k in ("rows", "accepted", "passed", "pass_precision", "accept_recall", "agreement")))
+            for name, s in [("all", run.data["all"]), *run.data["by_level"].items()] if s["rows"]]  # fmt: skip
+    print(table(("level", "rows", "accepted", "passed", "pass precision", "accept recall", "agreement"), body))
+    run.save()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Score the checker on both parts (and tune on the first with --tune); write the JSON result."""
     from worker.settings import DEFAULT_MODEL
@@ -208,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__doc__)
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--tune", action="store_true", help="search the thresholds on the tuning part")
+    parser.add_argument("--labels", type=Path, help="review labels (`dynaquant labels export`) to score the verdict on")
     args = parser.parse_args(argv)
+    if args.labels is not None:
+        return score_reviews(args.labels, argv or sys.argv[1:])
     rows = load_labels(args.model)
     parts: dict[str, list[dict[str, Any]]] = {"tuning": [], "held_out": []}
     for row in rows:

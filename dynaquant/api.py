@@ -125,6 +125,13 @@ class ServiceClient:
         answer: dict[str, Any] = self.request("GET", "/api/v1/quantization/status")
         return answer
 
+    def review_labels(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Reviewers' verdicts as hand-label rows, oldest first (one model's when given)."""
+        query = f"?model={quote(model, safe='')}" if model else ""
+        answer: dict[str, Any] = self.request("GET", f"/api/v1/reviews/labels{query}")
+        labels: list[dict[str, Any]] = answer["labels"]
+        return labels
+
     @staticmethod
     def _idempotency() -> dict[str, str]:
         return {"Idempotency-Key": uuid.uuid4().hex}

@@ -1,4 +1,4 @@
-"""The client subcommands of `dynaquant`: submit, status and job."""
+"""The client subcommands of `dynaquant`: submit, status, job and labels export."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def add_submit(sub: argparse._SubParsersAction) -> None:
 
 
 def add_client_commands(sub: argparse._SubParsersAction) -> None:
-    """Add submit, status and job to the `dynaquant` parser."""
+    """Add submit, status, job and labels to the `dynaquant` parser."""
     add_submit(sub)
     status = sub.add_parser("status", help="workers, levels, cached models and queue depth as a table")
     _connection(status)
@@ -77,6 +77,18 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     job.add_argument("job_id", metavar="ID")
     _connection(job)
     job.add_argument("--json", action="store_true", help="print the API's JSON instead")
+    labels = sub.add_parser("labels", help="reviewers' verdicts as hand labels")
+    labels_sub = labels.add_subparsers(dest="labels_command", required=True)
+    export = labels_sub.add_parser(
+        "export",
+        help="write every review verdict as JSONL in the checker's hand-label format",
+        description="One line per reviewed draft: pid, model, level, grade_level, source, output, "
+        "labels.teacher_accept and more. Re-validate the checker on them with "
+        "`python -m bench.quality_labels --labels FILE`.",
+    )
+    export.add_argument("--model", help="only this model's labels")
+    export.add_argument("--out", "-o", type=Path, help="where to write them (default: stdout)")
+    _connection(export)
 
 
 def batch_defaults(args: argparse.Namespace) -> dict[str, Any]:
@@ -129,9 +141,22 @@ def run_job(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_labels(args: argparse.Namespace) -> int:
+    """`dynaquant labels export`: the review labels as JSONL, on stdout or in --out."""
+    client = ServiceClient.from_env(args.url, args.token)
+    rows = client.review_labels(args.model)
+    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    if args.out is None:
+        sys.stdout.write(lines)
+    else:
+        args.out.write_text(lines, encoding="utf-8")
+        print(f"{len(rows)} labels written to {args.out}", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run a client subcommand; a service that cannot be reached or refuses is reported in one line."""
-    handlers = {"submit": run_submit, "status": run_status, "job": run_job}
+    handlers = {"submit": run_submit, "status": run_status, "job": run_job, "labels": run_labels}
     try:
         return handlers[args.command](args)
     except ServiceUnreachable as exc:

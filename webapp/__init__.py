@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from webapp import apidoc, dashboard, health, jobs, quantization
+from webapp import apidoc, dashboard, health, jobs, quantization, review
 from webapp.errors import register_error_handlers
 from webapp.extensions import redacted_url
 from worker.settings import Settings, get_settings
@@ -26,7 +26,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping({"SETTINGS": settings, "MAX_CONTENT_LENGTH": settings.max_body_bytes, **config})
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_error_handlers(app)
-    for blueprint in (jobs.bp, quantization.bp, health.bp, apidoc.bp, dashboard.bp):
+    for blueprint in (jobs.bp, review.bp, quantization.bp, health.bp, apidoc.bp, dashboard.bp):
         app.register_blueprint(blueprint)
     logging.getLogger(__name__).debug("dynaquant web app created for Redis %s", redacted_url(settings.redis_url))
     return app

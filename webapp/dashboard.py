@@ -29,6 +29,11 @@ def index() -> ResponseReturnValue:
         heartbeat_ttl=settings.heartbeat_ttl,
         queue=settings.queue,
     )
+    return secured(page)
+
+
+def secured(page: str) -> ResponseReturnValue:
+    """A page of ours as a response: only this origin's scripts and styles, never framed, never cached."""
     response = make_response(page)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"

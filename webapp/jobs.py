@@ -137,7 +137,8 @@ def submit_batch() -> ResponseReturnValue:
     return _queue_once("batch", len(jobs), lambda batch_id: enqueue(jobs, batch_id=batch_id), answer)
 
 
-def _not_found(kind: str, ident: str) -> ApiError:
+def not_found(kind: str, ident: str) -> ApiError:
+    """404 naming the unknown id (cut short when it is very long)."""
     shown = ident if len(ident) <= MAX_ID_LENGTH else ident[:MAX_ID_LENGTH] + "..."
     return ApiError(404, "not_found", f"no {kind} with id {shown!r} (never issued, or expired)", f"{kind}_id")
 
@@ -146,7 +147,7 @@ def _record(kind: str, ident: str, read: Callable[[str], BaseModel | None]) -> R
     """A job's or batch's record as JSON, or 404 naming the id."""
     record = read(ident) if len(ident) <= MAX_ID_LENGTH else None
     if record is None:
-        raise _not_found(kind, ident)
+        raise not_found(kind, ident)
     return jsonify(record.model_dump(mode="json"))
 
 
@@ -186,11 +187,11 @@ def cancel_job(job_id: str) -> ResponseReturnValue:
     store = get_store()
     before = store.status(job_id) if len(job_id) <= MAX_ID_LENGTH else None
     if before is None:
-        raise _not_found("job", job_id)
+        raise not_found("job", job_id)
     # The store's cancel answers "cancelled" for a job cancelled earlier too, so look first.
     outcome = before if before in TERMINAL else store.cancel(job_id)
     if outcome == "missing":  # expired in between
-        raise _not_found("job", job_id)
+        raise not_found("job", job_id)
     if before in TERMINAL or outcome != JobStatus.CANCELLED:
         raise ApiError(
             409,

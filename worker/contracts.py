@@ -543,6 +543,10 @@ class JobResult(BaseModel):
     )
     gate: GateSummary | None = None
     ceiling: AppliedCeiling | None = Field(None, description="set when a lost worker capped the level")
+    host: str | None = Field(
+        default=None, description="the host that ran it: its level profiles hold the job's figures"
+    )
+    device: str | None = Field(default=None, description="the device it ran on (cpu, cuda:0, ...)")
 
 
 class JobError(BaseModel):
@@ -579,6 +583,135 @@ class JobEvent(BaseModel):
     at: float
 
 
+ReviewState = Literal["unreviewed", "in_review", "accepted", "edited"]
+REVIEW_STATES: tuple[ReviewState, ...] = ("unreviewed", "in_review", "accepted", "edited")
+ParagraphState = Literal["unreviewed", "accepted", "edited", "redrafting", "redrafted"]
+SETTLED: frozenset[str] = frozenset({"accepted", "edited", "redrafted"})
+"""Paragraph states a reviewer has decided: the text stands (as the model wrote it, edited, or a new draft)."""
+ReviewKind = Literal["accept", "edit", "redraft", "use_redraft"]
+MAX_REVIEWER_CHARS = 100
+Reviewer = Annotated[str, Strict(), StringConstraints(max_length=MAX_REVIEWER_CHARS, strip_whitespace=True)]
+
+
+class ReviewRequest(BaseModel):
+    """The body of POST /jobs/<id>/review: one reviewer action on a paragraph, or `accept` on the whole job."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: ReviewKind = Field(
+        description="accept: the text stands as it is; edit: replace it with `text` (re-checked); redraft: ask the "
+        "model again at `level` (queued at the job's priority); use_redraft: take the finished redraft's text"
+    )
+    paragraph: Annotated[int, Strict(), Field(ge=1), BeforeValidator(_whole)] | None = Field(
+        default=None, description="the paragraph (from 1); leave it out to accept every paragraph not yet reviewed"
+    )
+    text: Annotated[str, Strict()] | None = Field(
+        default=None, description="for edit: the paragraph's new text (non-blank, at most DYNAQUANT_MAX_TEXT_CHARS)"
+    )
+    level: Level | None = Field(
+        default=None,
+        description=f"for redraft: one of {', '.join(LEVELS)} (default: one level more precise than the draft)",
+    )
+    reviewer: Reviewer | None = Field(
+        default=None, description=f"who reviews (any name, at most {MAX_REVIEWER_CHARS} chars)"
+    )
+
+
+class ReviewAction(BaseModel):
+    """One stored reviewer action: who, when, on which paragraph, and the text before and after."""
+
+    action: ReviewKind
+    paragraph: int | None = Field(description="the paragraph (from 1); null for the whole job")
+    reviewer: str | None = None
+    at: float
+    before: str | None = Field(default=None, description="the paragraph's text before an edit or a redraft taken")
+    after: str | None = Field(default=None, description="its text after")
+    level: Level | None = Field(default=None, description="the level asked for (redraft) or of the draft taken")
+    redraft_job: str | None = Field(default=None, description="the job that makes (or made) the new draft")
+
+
+class ParagraphReview(BaseModel):
+    """Where the review of one paragraph stands: its text now, the draft the model first kept, and their levels."""
+
+    index: int = Field(ge=1)
+    state: ParagraphState = "unreviewed"
+    text: str = Field(description="the paragraph as it stands now")
+    level: Level = Field(description="the level that wrote `text` (the draft's, for an edit)")
+    quality: QualityReport = Field(description="the checker's report of `text`")
+    draft: str = Field(description="the model's kept draft, as the job first returned it")
+    draft_level: Level
+    draft_verdict: Verdict = Field(description="the checker's verdict of the draft")
+    redraft_job: str | None = Field(default=None, description="the job asked to write a new draft, while it is pending")
+
+
+class JobReview(BaseModel):
+    """A job's review: each paragraph's state and text, and every action in order."""
+
+    state: ReviewState
+    updated_at: float
+    paragraphs: list[ParagraphReview]
+    actions: list[ReviewAction] = Field(default_factory=list)
+
+
+MarkKind = Literal["invented", "rare", "long_sentence", "missing", "dropped"]
+
+
+class Mark(BaseModel):
+    """Where a finding of the checker is in a text: characters [start, end) and what is wrong there."""
+
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    kind: MarkKind = Field(
+        description="in the result: invented (a term the source does not have), rare (a hard word), long_sentence; "
+        "in the source: missing (a key term the result lost), dropped (a number or name it lost)"
+    )
+    note: str = Field(description="the finding in words")
+
+
+class ParagraphView(ParagraphReview):
+    """One paragraph on the review page: its source and text with the findings marked, and the drafts it took."""
+
+    source: str
+    source_marks: list[Mark] = Field(default_factory=list)
+    marks: list[Mark] = Field(default_factory=list, description="findings in `text`")
+    attempts: list[AttemptRecord] = Field(default_factory=list, description="the drafts the gate made for it")
+
+
+class ReviewView(BaseModel):
+    """GET /jobs/<id>/review: a succeeded job's paragraphs beside their sources, findings marked, and its review."""
+
+    job_id: str
+    model: str
+    subject: str
+    grade_level: int
+    priority: int
+    level: Level = Field(description="the level the job started at")
+    review_state: ReviewState
+    updated_at: float | None = Field(description="the last reviewer action (null: none yet)")
+    paragraphs: list[ParagraphView]
+    actions: list[ReviewAction]
+
+
+class ReviewAnswer(BaseModel):
+    """What POST /jobs/<id>/review answers: the job's review after the action, and a redraft's job when it made one."""
+
+    job_id: str
+    review_state: ReviewState
+    paragraph: ParagraphReview | None = Field(description="the paragraph acted on (null for the whole job)")
+    redraft_job: str | None = Field(default=None, description="the queued job writing the new draft (redraft)")
+    status_url: str | None = Field(default=None, description="where to poll the redraft")
+
+
+class ReviewLabels(BaseModel):
+    """GET /reviews/labels: reviewers' verdicts as rows of the checker's hand-label files, oldest first."""
+
+    labels: list[dict[str, Any]] = Field(
+        description="pid (<job>#<paragraph>), model, level, grade_level, subject, source, output, "
+        "labels.teacher_accept, checker_verdict, edited, reviewer, at, note"
+    )
+    count: int
+
+
 class JobRecord(BaseModel):
     """A job as the API shows it."""
 
@@ -598,6 +731,10 @@ class JobRecord(BaseModel):
     stage: JobStage | None = Field(None, description="what the worker is loading or running now")
     history: list[JobEvent] = Field([], description="each requeue after a lost worker, oldest first")
     ceiling: Level | None = Field(None, description="the most precise level left to the job after a lost worker")
+    review_state: ReviewState | None = Field(
+        None, description="for a succeeded job: unreviewed, in_review, accepted (as the model wrote it) or edited"
+    )
+    review: JobReview | None = Field(None, description="each paragraph's review and every reviewer action")
 
 
 class JobList(BaseModel):
@@ -770,6 +907,13 @@ class LevelProfile(BaseModel):
     checked: int = Field(0, ge=0, description="jobs with a quality verdict")
     pass_rate: float | None = Field(None, description="share of checked jobs whose first draft passed")
     grade_error: float | None = Field(None, description="rolling mean of the absolute grade error")
+    reviewed: int = Field(0, ge=0, description="drafts of this level a reviewer accepted or changed")
+    review_accept_rate: float | None = Field(None, description="share of reviewed drafts a reviewer took as they were")
+    reviewed_pass_rate: float | None = Field(
+        None,
+        description="pass_rate corrected by the reviews: the share of checker passes reviewers accepted, and of "
+        "checker flags they accepted anyway, weighted by pass_rate (null until a draft is reviewed)",
+    )
     updated_at: float
 
 

@@ -14,6 +14,13 @@ from worker.readability import grade_target, sentence_lengths
 
 MAX_NOTES = 5
 """More instructions than this at once, and a small model follows none of them well."""
+LONG_SENTENCE_SLACK = 3
+"""A sentence this many words past the grade's comfortable length is named as too long."""
+
+
+def too_long(length: int, target_grade: int) -> bool:
+    """Whether a sentence of `length` words is long enough to split for a reader of `target_grade`."""
+    return length > grade_target(target_grade).words_per_sentence + LONG_SENTENCE_SLACK
 
 
 def revision_notes(report: QualityReport, draft: str) -> list[str]:
@@ -42,7 +49,7 @@ def grade_notes(report: QualityReport, draft: str) -> list[str]:
     error = report.grade_error
     notes: list[str] = []
     if error is not None and error > GRADE_TOLERANCE:
-        long = [(i, n) for i, n in enumerate(sentence_lengths(draft), 1) if n > target.words_per_sentence + 3]
+        long = [(i, n) for i, n in enumerate(sentence_lengths(draft), 1) if too_long(n, report.target_grade)]
         for i, n in long[:2]:
             notes.append(f"sentence {i} has {n} words: split it into sentences of at most {target.words_per_sentence} "
                          "words")  # fmt: skip

@@ -13,7 +13,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -28,6 +28,7 @@ from worker.contracts import (
     JobEvent,
     JobRecord,
     JobResult,
+    JobReview,
     JobSpec,
     JobStage,
     JobStatus,
@@ -320,6 +321,25 @@ class JobStore:
             return jobs
         return [job for job in jobs if verdict_of(job.result) == verdict][:limit]
 
+    def change_review(self, job_id: str, change: Callable[[JobRecord], tuple[JobReview, JobResult]]) -> JobRecord:
+        """Store a job's review and reviewed result as `change` makes them from the record, atomically: when another
+        reviewer changes the job in between, `change` runs again on the new record. Raises what `change` raises."""
+        key = JOB_KEY.format(job_id)
+        changed: list[JobRecord] = []
+
+        def transaction(pipe: redis.client.Pipeline) -> None:
+            raw = pipe.hgetall(key)
+            if not raw:
+                raise KeyError(job_id)
+            record = public_job(_decode(raw))
+            review, result = change(record)
+            pipe.multi()
+            pipe.hset(key, mapping={"review": review.model_dump_json(), "result": result.model_dump_json()})
+            changed[:] = [record.model_copy(update={"review": review, "review_state": review.state, "result": result})]
+
+        self.client.transaction(transaction, key)
+        return changed[0]
+
     def remember_idempotency(self, key: str, value: str) -> str:
         """Bind a client's Idempotency-Key to a job or batch id; returns the id bound first."""
         name = IDEMPOTENCY_KEY.format(key)
@@ -374,6 +394,7 @@ def public_job(record: dict[str, str]) -> JobRecord:
         return record.get(name) or None
 
     request, result, error, stage = parsed("request"), parsed("result"), parsed("error"), parsed("stage")
+    review = JobReview.model_validate_json(record["review"]) if record.get("review") else None
     return JobRecord(
         job_id=record["id"],
         status=JobStatus(record["status"]),
@@ -391,4 +412,6 @@ def public_job(record: dict[str, str]) -> JobRecord:
         stage=JobStage.model_validate_json(stage) if stage else None,
         history=HISTORY.validate_json(record["history"]) if record.get("history") else [],
         ceiling=as_level(record["ceiling"]) if record.get("ceiling") else None,
+        review_state=review.state if review else ("unreviewed" if record["status"] == JobStatus.SUCCEEDED else None),
+        review=review,
     )

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import redis
 
@@ -68,6 +68,8 @@ MEANS: tuple[tuple[str, str], ...] = (
     ("loads", "resident_mb"),
 )
 """(sample count, rolling mean) field pairs of a profile hash."""
+REVIEW_COUNTS = ("reviewed", "reviewed_accepted", "reviewed_flagged", "reviewed_flagged_accepted")
+"""Counts of reviewer verdicts in a profile hash: every one, accepted, on checker flags, flags accepted."""
 
 
 @dataclass(frozen=True)
@@ -162,15 +164,55 @@ def parse_profile(raw: dict[str, str]) -> LevelProfile | None:
             "checked": _count(raw, "checked"),
             "pass_rate": rounded("pass_rate"),
             "grade_error": rounded("grade_error"),
+            **review_figures(raw, _number(raw, "pass_rate")),
             "updated_at": _number(raw, "updated_at") or 0.0,
         }
     )
 
 
+def review_figures(raw: dict[str, str], pass_rate: float | None) -> dict[str, float | int | None]:
+    """What reviewers said of a level's drafts, and the checker's pass rate corrected by it.
+
+    Reviewers confirm some of the checker's passes and accept some of its flags as they are; the corrected rate
+    is pass_rate x (share of passes accepted) + (1 - pass_rate) x (share of flags accepted). A verdict no reviewer
+    has judged yet is taken as the checker says (its passes good, its flags not).
+    """
+    counts = {field: _count(raw, field) for field in REVIEW_COUNTS}
+    reviewed = counts["reviewed"]
+    if not reviewed:
+        return {"reviewed": 0, "review_accept_rate": None, "reviewed_pass_rate": None}
+    passes = reviewed - counts["reviewed_flagged"]
+    passes_accepted = counts["reviewed_accepted"] - counts["reviewed_flagged_accepted"]
+    pass_share = passes_accepted / passes if passes else 1.0
+    flag_share = counts["reviewed_flagged_accepted"] / counts["reviewed_flagged"] if counts["reviewed_flagged"] else 0.0
+    corrected = pass_rate * pass_share + (1 - pass_rate) * flag_share if pass_rate is not None else None
+    return {
+        "reviewed": reviewed,
+        "review_accept_rate": round(counts["reviewed_accepted"] / reviewed, 3),
+        "reviewed_pass_rate": round(corrected, 3) if corrected is not None else None,
+    }
+
+
+def record_review(
+    client: redis.Redis, key: str, identity: dict[str, str], checker_passed: bool, accepted: bool, ttl_seconds: int
+) -> None:
+    """Count a reviewer's verdict on a draft in the profile hash `key` of the level that wrote it."""
+    pipe = client.pipeline()
+    fields: dict[Any, Any] = {**identity, "updated_at": repr(time.time())}
+    pipe.hset(key, mapping=fields)
+    pipe.hincrby(key, "reviewed", 1)
+    pipe.hincrby(key, "reviewed_accepted", int(accepted))
+    pipe.hincrby(key, "reviewed_flagged", int(not checker_passed))
+    pipe.hincrby(key, "reviewed_flagged_accepted", int(accepted and not checker_passed))
+    pipe.expire(key, ttl_seconds)
+    pipe.execute()
+
+
 def stats_of(profile: LevelProfile) -> LevelStats:
-    """The policy's view of a profile (pure figures, no pydantic)."""
+    """The policy's view of a profile (pure figures, no pydantic); reviewers' verdicts correct the pass rate."""
     resident = int(profile.resident_mb * MIB) if profile.resident_mb is not None else None
-    return LevelStats(profile.jobs, profile.seconds_per_job, profile.pass_rate, resident)
+    quality = profile.reviewed_pass_rate if profile.reviewed_pass_rate is not None else profile.pass_rate
+    return LevelStats(profile.jobs, profile.seconds_per_job, quality, resident)
 
 
 def read_profiles(client: redis.Redis, model: str | None = None, host: str | None = None) -> list[LevelProfile]:

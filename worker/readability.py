@@ -42,19 +42,23 @@ def grade_target(grade: int) -> GradeTarget:
     return GradeTarget(grade, round(words), round(words * LONGEST_SENTENCE_FACTOR))
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Where each sentence of the text starts and ends (surrounding spaces left out), in order."""
+    ends = [m.end() for m in SENTENCE_END.finditer(text)]
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for end in [*ends, len(text)]:
+        piece = text[start:end]
+        if WORD.search(piece):
+            lead = len(piece) - len(piece.lstrip())
+            spans.append((start + lead, start + len(piece.rstrip())))
+        start = end
+    return spans
+
+
 def sentences(text: str) -> list[str]:
     """The text's sentences, in order, without their surrounding spaces."""
-    out: list[str] = []
-    start = 0
-    for match in SENTENCE_END.finditer(text):
-        piece = text[start : match.end()].strip()
-        if WORD.search(piece):
-            out.append(piece)
-        start = match.end()
-    rest = text[start:].strip()
-    if WORD.search(rest):
-        out.append(rest)
-    return out
+    return [text[start:end] for start, end in sentence_spans(text)]
 
 
 def words(text: str) -> list[str]:

@@ -126,7 +126,8 @@ def execute(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], attemp
         check_limits(spec, JobLimits.from_settings(runtime.settings))
         ceiling = persist(f"read the ceiling of job {job_id}", lambda: runtime.ceiling_for(job_id, spec.model))
         done = simplify(runtime.loader, spec, watch, budget=runtime.retry_budget, ceiling=ceiling)
-        result = done = done.model_copy(update={"attempt": attempt})
+        where = {"host": runtime.profiles.host, "device": runtime.profiles.device}
+        result = done = done.model_copy(update={"attempt": attempt, **where})
         if persist(f"store job {job_id}", lambda: store.succeed(job_id, done)) and done.reoptimized:
             persist("count a re-optimisation", store.count_reoptimization)
         runtime.job_stored(spec, done)

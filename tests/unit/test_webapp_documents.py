@@ -64,6 +64,7 @@ def test_document_with_a_token_guards_writes_only(generated: dict[str, Any]) -> 
         ("/api/v1/jobs", "post"),
         ("/api/v1/batches", "post"),
         ("/api/v1/jobs/{job_id}", "delete"),
+        ("/api/v1/jobs/{job_id}/review", "post"),
         ("/api/v1/quantization/cache/clear", "post"),
     }
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
