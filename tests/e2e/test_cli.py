@@ -161,3 +161,34 @@ def test_an_unreachable_service_is_explained() -> None:
     done = dynaquant(None, "status", "--url", url, timeout=30)
     assert done.returncode == 1
     assert f"no dynaquant service answers at {url}" in done.stderr and "dynaquant up" in done.stderr
+
+
+def test_review_verdicts_reach_the_profile_and_export_as_hand_labels(service: Service, tmp_path: Path) -> None:
+    service.start_worker()
+    service.start_web()
+    body = {"text": f"{TEXTS[0]}\n\n{TEXTS[1]}", "grade_level": 5, "max_tokens": 24, "force_quantization": "int4"}
+    job_id = requests.post(service.url("/api/v1/jobs"), json=body, timeout=10).json()["job_id"]
+    job = service.wait_job(job_id)
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    assert result["host"] == "e2e" and result["device"] == "cpu"  # where its figures (and verdicts) are counted
+    levels = [p["level"] for p in result["paragraphs"]]
+    review = service.url(f"/api/v1/jobs/{job_id}/review")
+    assert requests.post(review, json={"action": "accept", "paragraph": 1}, timeout=30).status_code == 200
+    edited = {"action": "edit", "paragraph": 2, "text": "The French Revolution began in France in 1789."}
+    answer = requests.post(review, json=edited, timeout=30)
+    assert answer.status_code == 200 and answer.json()["review_state"] == "edited", answer.text
+    profiles = requests.get(service.url("/api/v1/quantization/profiles?model=gemma-3-270m"), timeout=10).json()
+    reviewed = {p["level"]: p["reviewed"] for p in profiles["profiles"] if p["host"] == "e2e"}
+    assert sum(reviewed.values()) == 2 and all(reviewed[level] for level in levels)
+
+    out = tmp_path / "labels.jsonl"
+    done = dynaquant(service, "labels", "export", "--out", str(out), "--model", "gemma-3-270m")
+    assert done.returncode == 0 and "2 labels written" in done.stderr, done.stderr
+    rows = results(out)
+    assert [(r["pid"], r["level"], r["labels"]["teacher_accept"]) for r in rows] == [
+        (f"{job_id}#1", levels[0], True), (f"{job_id}#2", levels[1], False),
+    ]  # fmt: skip
+    assert rows[1]["edited"] == edited["text"] and rows[0]["source"] == TEXTS[0]
+    exported = requests.get(service.url(f"/api/v1/jobs/{job_id}/export?format=txt"), timeout=10).text
+    assert exported.split("\n\n")[1].strip() == edited["text"]
