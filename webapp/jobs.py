@@ -20,6 +20,7 @@ from webapp.extensions import get_celery, get_store
 from webapp.idempotency import idempotency_key, release, settled
 from webapp.queueing import admitted, enqueue
 from worker.contracts import (
+    REVIEW_STATES,
     TERMINAL,
     VERDICTS,
     BatchAccepted,
@@ -31,6 +32,7 @@ from worker.contracts import (
     JobRecord,
     JobRequest,
     JobStatus,
+    ReviewState,
     Verdict,
     parse_batch,
     parse_job,
@@ -53,6 +55,11 @@ class ListQuery(BaseModel):
         MISSING,
         description=f"only succeeded jobs whose quality verdict is this (pass or needs_review), among the latest "
         f"{RECENT_KEEP} jobs",
+    )
+    review_state: ReviewState | MISSING = Field(
+        MISSING,
+        description=f"only succeeded jobs whose review is in this state (unreviewed: no reviewer has decided "
+        f"anything yet), among the latest {RECENT_KEEP} jobs",
     )
 
 
@@ -164,18 +171,26 @@ def _one_value(name: str, default: str) -> str:
     return given[0] if len(given) == 1 else (default if not given else ",".join(given))
 
 
+def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
+    """A query parameter that must be one of `allowed` (None when not given); 400 naming it otherwise."""
+    if name not in request.args:
+        return None
+    value = _one_value(name, "")
+    if value not in allowed:
+        raise ApiError(400, "invalid_input", f"{name}: must be one of {', '.join(allowed)}, got {value!r}", name)
+    return value
+
+
 @bp.get("/jobs")
 @documented("listJobs", (400, 414), inputs={"query": ListQuery}, HTTP_200=(JobList, "Jobs."))
 def list_jobs() -> ResponseReturnValue:
-    """The latest jobs, newest first; `verdict` keeps the succeeded jobs whose quality verdict it names."""
+    """The latest jobs, newest first; `verdict` and `review_state` keep the succeeded jobs they name."""
     raw = _one_value("limit", "50")
     if not DIGITS.fullmatch(raw) or not 1 <= int(raw) <= RECENT_KEEP:
         raise ApiError(400, "invalid_input", f"limit: must be an integer from 1 to {RECENT_KEEP}, got {raw!r}", "limit")
-    verdict = _one_value("verdict", "") if "verdict" in request.args else None
-    if verdict is not None and verdict not in VERDICTS:
-        allowed = ", ".join(VERDICTS)
-        raise ApiError(400, "invalid_input", f"verdict: must be one of {allowed}, got {verdict!r}", "verdict")
-    jobs = get_store().recent(int(raw), verdict)
+    verdict = _choice("verdict", VERDICTS)
+    review_state = _choice("review_state", REVIEW_STATES)
+    jobs = get_store().recent(int(raw), verdict, review_state)
     return jsonify(JobList(jobs=jobs, count=len(jobs)).model_dump(mode="json"))
 
 

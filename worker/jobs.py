@@ -312,14 +312,17 @@ class JobStore:
             jobs=entries,
         )
 
-    def recent(self, limit: int = 50, verdict: str | None = None) -> list[JobRecord]:
-        """The latest jobs, newest first; with a verdict, the latest succeeded jobs whose quality report has it."""
-        raw: list[Any] = self.client.zrevrange(RECENT_KEY, 0, (limit if verdict is None else RECENT_KEEP) - 1)
+    def recent(self, limit: int = 50, verdict: str | None = None, review_state: str | None = None) -> list[JobRecord]:
+        """The latest jobs, newest first; with a verdict or a review state, the latest succeeded jobs that have it."""
+        filtered = verdict is not None or review_state is not None
+        raw: list[Any] = self.client.zrevrange(RECENT_KEY, 0, (RECENT_KEEP if filtered else limit) - 1)
         ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw]
         jobs = [job for job in self.get_many(ids) if job]
-        if verdict is None:
-            return jobs
-        return [job for job in jobs if verdict_of(job.result) == verdict][:limit]
+        if verdict is not None:
+            jobs = [job for job in jobs if verdict_of(job.result) == verdict]
+        if review_state is not None:
+            jobs = [job for job in jobs if job.review_state == review_state]
+        return jobs[:limit]
 
     def change_review(self, job_id: str, change: Callable[[JobRecord], tuple[JobReview, JobResult]]) -> JobRecord:
         """Store a job's review and reviewed result as `change` makes them from the record, atomically: when another

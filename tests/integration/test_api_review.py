@@ -263,3 +263,15 @@ def test_the_openapi_document_has_the_review_api(client: FlaskClient) -> None:
     schema = doc["components"]["schemas"]["ReviewRequest"]
     assert set(schema["properties"]) == {"action", "paragraph", "text", "level", "reviewer"}
     assert "/api/v1/jobs/{job_id}/export" in doc["paths"] and "/api/v1/reviews/labels" in doc["paths"]
+
+
+def test_the_jobs_list_filters_by_review_state(
+    client: FlaskClient, redis_db: redis.Redis, api_error: ErrorCheck
+) -> None:
+    first, second = finished_job(client, redis_db), finished_job(client, redis_db)
+    review(client, first, action="accept")
+    listed = client.get("/api/v1/jobs?verdict=needs_review&review_state=unreviewed").get_json()["jobs"]
+    assert [job["job_id"] for job in listed] == [second]
+    listed = client.get("/api/v1/jobs?review_state=accepted").get_json()["jobs"]
+    assert [(job["job_id"], job["review_state"]) for job in listed] == [(first, "accepted")]
+    api_error(client.get("/api/v1/jobs?review_state=done"), 400, "review_state")
