@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from worker.contracts import JobRecord, QualityReport, QueueSummary, StatusView, WorkerState, gib
+from worker.contracts import SETTLED, JobRecord, QualityReport, QueueSummary, StatusView, WorkerState, gib
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -77,6 +77,15 @@ def quality_lines(report: QualityReport | None) -> list[str]:
     return lines
 
 
+def review_line(job: JobRecord) -> str:
+    """Where the job's review stands, and where to do it."""
+    page = f"/jobs/{job.job_id}/review"
+    if job.review is None:
+        return f"unreviewed (review it at {page})"
+    decided = sum(p.state in SETTLED for p in job.review.paragraphs)
+    return f"{job.review.state}, {decided} of {len(job.review.paragraphs)} paragraphs decided ({page})"
+
+
 def job_text(body: dict[str, Any]) -> str:
     """One job as a few readable lines: status, request, timing, result or error."""
     job = JobRecord.model_validate(body)
@@ -103,7 +112,8 @@ def job_text(body: dict[str, Any]) -> str:
             f"{job.result.generation_seconds:.2f} s; readability grade {grade}"
         )
         lines += quality_lines(job.result.quality)
-        lines.append("  text:")
+        lines.append(f"  review:   {review_line(job)}")
+        lines.append("  text:" + (" (as reviewed)" if job.review and job.review.state != "unreviewed" else ""))
         for paragraph in job.result.text.split("\n\n"):
             lines += textwrap.wrap(paragraph, 96, initial_indent="    ", subsequent_indent="    ")
     for event in job.history:

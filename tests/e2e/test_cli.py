@@ -190,5 +190,7 @@ def test_review_verdicts_reach_the_profile_and_export_as_hand_labels(service: Se
         (f"{job_id}#1", levels[0], True), (f"{job_id}#2", levels[1], False),
     ]  # fmt: skip
     assert rows[1]["edited"] == edited["text"] and rows[0]["source"] == TEXTS[0]
+    shown = dynaquant(service, "job", job_id)
+    assert "review:   edited, 2 of 2 paragraphs decided" in shown.stdout and "text: (as reviewed)" in shown.stdout
     exported = requests.get(service.url(f"/api/v1/jobs/{job_id}/export?format=txt"), timeout=10).text
     assert exported.split("\n\n")[1].strip() == edited["text"]
