@@ -121,6 +121,7 @@ def get_review(job_id: str) -> ResponseReturnValue:
         priority=spec.priority,
         level=result.level,
         review_state=state.state,
+        grade_tolerance=review.GRADE_TOLERANCE,
         updated_at=job.review.updated_at if job.review else None,
         paragraphs=[paragraph_view(job, p, sources[p.index - 1]) for p in state.paragraphs],
         actions=state.actions,
@@ -130,9 +131,11 @@ def get_review(job_id: str) -> ResponseReturnValue:
 
 def queue_redraft(job: JobRecord, asked: ReviewRequest, p: ParagraphReview, source: str) -> str:
     """Queue a new draft of one paragraph at the job's priority; its job id."""
-    if p.redraft_job is not None:
+    pending = get_store().status(p.redraft_job) if p.redraft_job else None
+    if pending is not None and pending not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        what = "is done: take it with use_redraft" if pending == JobStatus.SUCCEEDED else f"is {pending}: wait for it"
         raise ApiError(409, "redraft_pending", f"a new draft of paragraph {p.index} is already asked for (job "
-                       f"{p.redraft_job}): take it with use_redraft once it is done", "paragraph")  # fmt: skip
+                       f"{p.redraft_job}) and {what}", "paragraph")  # fmt: skip
     spec = spec_of(job)
     level = review.redraft_level(p, asked.level)
     redraft = spec.model_copy(update={"text": source, "force_quantization": level, "min_quantization": None})

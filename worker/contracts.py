@@ -677,6 +677,13 @@ class ParagraphView(ParagraphReview):
     attempts: list[AttemptRecord] = Field(default_factory=list, description="the drafts the gate made for it")
 
 
+class GradeTolerance(BaseModel):
+    """How far a text's grade may stand from its target and still pass the checker."""
+
+    above: float
+    below: float
+
+
 class ReviewView(BaseModel):
     """GET /jobs/<id>/review: a succeeded job's paragraphs beside their sources, findings marked, and its review."""
 
@@ -687,6 +694,7 @@ class ReviewView(BaseModel):
     priority: int
     level: Level = Field(description="the level the job started at")
     review_state: ReviewState
+    grade_tolerance: GradeTolerance
     updated_at: float | None = Field(description="the last reviewer action (null: none yet)")
     paragraphs: list[ParagraphView]
     actions: list[ReviewAction]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from worker import quality
 from worker.contracts import (
     SETTLED,
+    GradeTolerance,
     JobResult,
     JobReview,
     ParagraphResult,
@@ -28,6 +29,7 @@ from worker.errors import InputError
 from worker.policy import LEVELS, Level
 
 CHANGED = frozenset({"edited", "redrafted"})
+GRADE_TOLERANCE = GradeTolerance(above=quality.GRADE_TOLERANCE, below=quality.GRADE_TOLERANCE_BELOW)
 
 
 @dataclass(frozen=True)
@@ -167,10 +169,7 @@ def decide(
         changed = {"state": "edited", "text": text, "quality": report, "redraft_job": None}
         stored = action.model_copy(update={"before": p.text, "after": text, "level": p.level})
         return p.model_copy(update=changed), stored, labels
-    if request.action == "redraft":
-        if p.redraft_job is not None:
-            raise ReviewConflict("paragraph", f"a new draft of paragraph {p.index} is already asked for "
-                                 f"(job {p.redraft_job}): take it with use_redraft once it is done")  # fmt: skip
+    if request.action == "redraft":  # one still on its way is refused by the caller, who knows its status
         level = redraft_level(p, request.level)
         stored = action.model_copy(update={"level": level, "redraft_job": redraft_job})
         state = p.state if p.state in SETTLED else "redrafting"

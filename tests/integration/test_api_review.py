@@ -275,3 +275,13 @@ def test_the_jobs_list_filters_by_review_state(
     listed = client.get("/api/v1/jobs?review_state=accepted").get_json()["jobs"]
     assert [(job["job_id"], job["review_state"]) for job in listed] == [(first, "accepted")]
     api_error(client.get("/api/v1/jobs?review_state=done"), 400, "review_state")
+
+
+def test_a_redraft_that_failed_can_be_asked_for_again(client: FlaskClient, redis_db: redis.Redis) -> None:
+    job_id = finished_job(client, redis_db)
+    first = review(client, job_id, action="redraft", paragraph=1, level="int2").get_json()["redraft_job"]
+    JobStore(redis_db).fail(first, "internal_error", "the model crashed")
+    again = review(client, job_id, action="redraft", paragraph=1)
+    assert again.status_code == 202, again.get_json()
+    paragraph = client.get(f"/api/v1/jobs/{job_id}").get_json()["review"]["paragraphs"][0]
+    assert paragraph["redraft_job"] == again.get_json()["redraft_job"] != first

@@ -137,8 +137,18 @@ function jobRow(job) {
     el("td", {}, levelBadge(result && result.level)),
     el("td", { class: "num", text: seconds(latency(job)) }),
     el("td", { class: "num grade-vs-target", text: result ? gradeVsTarget(result.quality) : "–" }),
-    el("td", {}, verdictView(result && result.quality)),
+    el("td", {}, verdictView(result && result.quality), reviewLink(job)),
     el("td", { class: "snippet", title: full, text: shown }));
+}
+
+const REVIEW_WORDS = { in_review: "in review", accepted: "accepted", edited: "edited" };
+
+function reviewLink(job) {
+  // A succeeded job's text can be reviewed paragraph by paragraph; the link says how far its review went.
+  if (job.status !== "succeeded" || !job.job_id) return null;
+  const reviewState = text(job.review_state, "unreviewed");
+  return el("a", { href: `/jobs/${encodeURIComponent(job.job_id)}/review`, class: "review-link", "data-review-state": reviewState },
+    "Review", REVIEW_WORDS[reviewState] ? el("span", { class: "review-link-state", text: ` (${REVIEW_WORDS[reviewState]})` }) : null);
 }
 
 export function renderJobs(tbody, jobs, emptyMessage = "No job yet.") {
@@ -176,7 +186,7 @@ function memoryVsEstimate(p) {
 export function renderProfiles(tbody, profiles, emptyMessage) {
   // One row per host, device, model and level; jobs split by kind in the cell's title.
   if (!profiles.length) {
-    fill(tbody, el("tr", {}, el("td", { colspan: 9, class: "empty", text: emptyMessage })));
+    fill(tbody, el("tr", {}, el("td", { colspan: 10, class: "empty", text: emptyMessage })));
     return;
   }
   fill(tbody, profiles.map((p) => el("tr", { "data-model": text(p.model), "data-level": text(p.level), "data-host": text(p.host) },
@@ -188,5 +198,15 @@ export function renderProfiles(tbody, profiles, emptyMessage) {
     el("td", { class: "num decode", text: number(p.decode_tokens_per_second, 1) }),
     el("td", { class: "num memory", text: memoryVsEstimate(p) }),
     el("td", { class: "num pass-rate", text: percent(p.pass_rate, 0) }),
+    el("td", { class: "num reviewed", title: reviewedTitle(p), text: reviewed(p) }),
     el("td", { class: "num", text: number(p.grade_error, 2) }))));
+}
+
+function reviewed(p) {
+  return p.reviewed ? `${p.reviewed} · ${percent(p.review_accept_rate, 0)} accepted` : "–";
+}
+
+function reviewedTitle(p) {
+  if (!p.reviewed) return "No draft of this level has been reviewed yet";
+  return `Pass rate corrected by the reviews: ${percent(p.reviewed_pass_rate, 0)} (what the policy weighs)`;
 }
