@@ -116,8 +116,8 @@ def test_dashboard_shows_the_worker_runs_a_text_clears_the_cache_and_sees_the_wo
     assert profile.locator(".decode").inner_text() != "–" and " MB" in profile.locator(".memory").inner_text()
     shot(page, "dashboard.png")
 
-    page.select_option("#jobs-verdict", "needs_review")
-    page.locator("#jobs-filter-note", has_text="with this verdict").wait_for(timeout=WAIT_MS)
+    page.select_option("#jobs-verdict", "verdict=needs_review&review_state=unreviewed")
+    page.locator("#jobs-filter-note", has_text="needs review, not reviewed yet").wait_for(timeout=WAIT_MS)
     shown = page.locator("#jobs-body tr[data-job-id]")
     verdicts = [shown.nth(i).locator(".quality").get_attribute("data-verdict") for i in range(shown.count())]
     assert set(verdicts) <= {"needs_review"}, "the filter shows only jobs that need review"

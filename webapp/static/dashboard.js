@@ -25,7 +25,12 @@ const state = {
 };
 
 function verdictFilter() {
-  return $("jobs-verdict").value;
+  return $("jobs-verdict").value; // a query string: verdict=...&review_state=...
+}
+
+function filterWords() {
+  const select = $("jobs-verdict");
+  return select.options[select.selectedIndex].textContent;
 }
 
 function token() {
@@ -115,7 +120,7 @@ async function refresh() {
   const now = Date.now();
   const [statusAnswer, jobsAnswer, profilesAnswer] = await Promise.allSettled([
     api("/api/v1/quantization/status"),
-    api(`/api/v1/jobs?limit=${JOBS_FETCHED}${verdictFilter() ? `&verdict=${verdictFilter()}` : ""}`),
+    api(`/api/v1/jobs?limit=${JOBS_FETCHED}${verdictFilter() ? `&${verdictFilter()}` : ""}`),
     api("/api/v1/quantization/profiles"),
   ]);
   const status = statusAnswer.status === "fulfilled" ? statusAnswer.value : null;
@@ -140,8 +145,8 @@ async function refresh() {
     const jobs = Array.isArray(jobsAnswer.value.jobs) ? jobsAnswer.value.jobs : [];
     recordJobs(jobs);
     const filtered = verdictFilter();
-    renderJobs($("jobs-body"), jobs.slice(0, JOBS_SHOWN), filtered ? `No recent job with verdict ${filtered.replace("_", " ")}.` : "No job yet.");
-    $("jobs-filter-note").textContent = filtered ? `${jobs.length} recent job${jobs.length === 1 ? "" : "s"} with this verdict` : "";
+    renderJobs($("jobs-body"), jobs.slice(0, JOBS_SHOWN), filtered ? `No recent job shown as: ${filterWords()}.` : "No job yet.");
+    $("jobs-filter-note").textContent = filtered ? `${jobs.length} recent job${jobs.length === 1 ? "" : "s"}: ${filterWords()}` : "";
   }
   if (profilesAnswer.status === "fulfilled") {
     const profiles = Array.isArray(profilesAnswer.value.profiles) ? profilesAnswer.value.profiles : [];
