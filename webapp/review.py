@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Literal
 
 from flask import Blueprint, make_response, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -49,13 +50,13 @@ MARKDOWN_START = re.compile(r"^([#>*+\-=|]|\d+[.)])")
 class ExportQuery(BaseModel):
     """GET /jobs/<id>/export's query."""
 
-    format: str = Field("md", description="md (Markdown, with a title) or txt (plain text)")
+    format: Literal["md", "txt"] = Field("md", description="md (Markdown, with a title) or txt (plain text)")
 
 
 class LabelsQuery(BaseModel):
     """GET /reviews/labels's query."""
 
-    model: str | None = Field(None, description="only this model's labels")
+    model: str | None = Field(None, pattern=PROFILE_FILTER, description="only this model's labels")
 
 
 def reviewable(job_id: str) -> JobRecord:
@@ -246,7 +247,7 @@ def export_job(job_id: str) -> ResponseReturnValue:
 @documented("reviewLabels", (400,), inputs={"query": LabelsQuery}, HTTP_200=(ReviewLabels, "The labels."))
 def review_labels() -> ResponseReturnValue:
     """Every reviewer verdict kept, oldest first, as rows of the checker's hand-label files (with the source)."""
-    model = request.args.get("model") or None
+    model = request.args.get("model")
     if model is not None and not re.fullmatch(PROFILE_FILTER, model):
         raise ApiError(400, "invalid_input", f"model: not a model name: {model[:100]!r}", "model")
     rows = read_labels(get_redis(), model)

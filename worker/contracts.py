@@ -976,7 +976,8 @@ class WorkerState(BaseModel):
     memory: MemoryReading
     capabilities: dict[str, bool]
     thresholds: Thresholds
-    recommended_level: Level
+    recommended_level: Level = Field(description="the level the default model's next balanced job would run at")
+    recommended_reasons: list[str] = Field(default_factory=list, description="why: the decision's own reasons")
     active_job: str | None = None
     queue: LoadReading
     current_levels: dict[str, Level] = {}

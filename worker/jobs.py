@@ -36,7 +36,7 @@ from worker.contracts import (
     verdict_of,
 )
 from worker.policy import as_level
-from worker.settings import get_settings
+from worker.settings import DEFAULT_RESULT_TTL
 
 STATUSES: tuple[str, ...] = tuple(JobStatus)
 JOB_KEY = "dq:job:{}"
@@ -151,9 +151,9 @@ def _decode(raw: Mapping[Any, Any]) -> dict[str, str]:
 class JobStore:
     """Job and batch records kept in Redis, with the counters the metrics endpoint reads."""
 
-    def __init__(self, client: redis.Redis, ttl: int | None = None) -> None:
+    def __init__(self, client: redis.Redis, ttl: int = DEFAULT_RESULT_TTL) -> None:
         self.client = client
-        self.ttl = get_settings().result_ttl if ttl is None else ttl  # how long records and results are kept
+        self.ttl = ttl  # how long records and results are kept (DYNAQUANT_RESULT_TTL)
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
         self._cancel = client.register_script(_CANCEL)

@@ -40,7 +40,7 @@ from worker.policy import (
 from worker.priors import prior_profiles
 from worker.quantization import Decision, DynamicQuantizationManager
 from worker.registry import ModelSpec, Registry
-from worker.settings import Settings, get_settings
+from worker.settings import Settings
 
 Key = tuple[str, str]
 
@@ -70,7 +70,7 @@ class ModelLoader:
         backends: dict[str, Backend] | None = None,
         settings: Settings | None = None,
     ) -> None:
-        self.settings = settings or get_settings()
+        self.settings = settings or manager.settings
         self.manager = manager
         self.registry = registry if registry is not None else Registry.from_settings(self.settings)
         self.cache = cache if cache is not None else ModelCache(self.settings.max_cache_mb)
@@ -109,8 +109,7 @@ class ModelLoader:
         if name == "gguf":
             from worker.backends.llamacpp import LlamaCppBackend
 
-            s = self.settings
-            return LlamaCppBackend(s.variants_path, s.n_ctx, s.thread_count, device=self.manager.device)
+            return LlamaCppBackend.from_settings(self.settings, self.manager.device)
         if name == "transformers":
             from worker.backends.hf import TransformersBackend
 
@@ -230,8 +229,22 @@ class ModelLoader:
                 self._pressure_level[spec.name] = self._held_level(spec.name, decision)
         return decision, reopt
 
+    def next_level(self, name: str | None = None, request: Request | None = None) -> Decision:
+        """The level the next job on a model would run at now, and why: the same decision, nothing recorded, nothing
+        built (the status shows it)."""
+        request = request or Request()
+        spec = self.registry.get(name)
+        supported = self.supported_levels(spec)
+        estimates = self.estimates(spec, supported)
+        resident = int(sum(self.cache.levels_of(spec.name).values()) * MIB)
+        prior, source = self._known(spec, supported, estimates)
+        decision = self.manager.decide_for_model(
+            spec.name, estimates, resident, request, supported, prior=prior, source_level=source, preview=True
+        )
+        return self._built_level(spec, decision, request, supported, ask_build=False)
+
     def _built_level(
-        self, spec: ModelSpec, decision: Decision, request: Request, supported: tuple[str, ...]
+        self, spec: ModelSpec, decision: Decision, request: Request, supported: tuple[str, ...], ask_build: bool = True
     ) -> Decision:
         """The decided level if it needs no build, else the nearest that does (its build is asked of idle work).
 
@@ -250,7 +263,7 @@ class ModelLoader:
             level = apply_capabilities(decision.level, built, request.min_quantization)
         except UnsupportedLevelError:
             return decision
-        if self.variant_wanted is not None:
+        if ask_build and self.variant_wanted is not None:
             self.variant_wanted(spec.name, decision.level)
         wanted = decision.level
         reason = f"{wanted} is not built on this host yet: {level} now, {wanted} once idle work has built it"

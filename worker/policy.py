@@ -532,6 +532,15 @@ class Stabilizer:
             return self._adopt(model, level)
         return held
 
+    def peek(self, model: str, level: str, now: float, critical: bool = False) -> str:
+        """The level `propose` would return now, without recording the decision."""
+        held = self.current.get(model)
+        if held is None or held == level or (critical and rank(level) > rank(held)):
+            return level
+        pending = self.pending.get(model)
+        count, since = (pending.count, pending.since) if pending is not None and pending.level == level else (0, now)
+        return level if count + 1 >= self.consecutive or now - since >= self.dwell_seconds else held
+
     def forget(self, model: str) -> None:
         """Drop what is known of a model (it was unloaded)."""
         self.current.pop(model, None)

@@ -53,7 +53,7 @@ class DynamicQuantizationManager:
         self, probes: Probes | None = None, settings: Settings | None = None, device: str | None = None
     ) -> None:
         """`device` (cpu, cuda, mps or auto) overrides DYNAQUANT_DEVICE for live probes; ignored with `probes`."""
-        settings = settings or get_settings()
+        self.settings = settings = settings or get_settings()  # the seed's Python API: no argument needed
         t = settings.thresholds
         self.MEMORY_COMFORTABLE, self.MEMORY_MODERATE = t.memory_comfortable, t.memory_moderate
         self.MEMORY_TIGHT, self.MEMORY_CRITICAL = t.memory_tight, t.memory_critical
@@ -143,6 +143,7 @@ class DynamicQuantizationManager:
         now: float | None = None,
         prior: Mapping[str, LevelStats] | None = None,
         source_level: str | None = None,
+        preview: bool = False,
     ) -> Decision:
         """Level for the next job on a model, from live readings and its measured profile, with hysteresis.
 
@@ -151,6 +152,7 @@ class DynamicQuantizationManager:
         job's wishes never hold back the next job. `prior` (worker.priors) stands in for levels the host has not
         measured yet; `source_level`, the level of the model's own file when every level above it is a re-encoding
         of it, caps the pressure level and the task priority's step up (a floor or force still goes above it).
+        `preview`: what the next job would get, nothing recorded (the status shows it).
         """
         reading = self.probes.memory()
         load = self.probes.load().total
@@ -166,21 +168,24 @@ class DynamicQuantizationManager:
             reading, load, candidate_bytes, resident_bytes, supported, profiles, source_level
         )
         wanted = pressure.level
+        at, critical = time.monotonic() if now is None else now, band == "emergency"
         with self._lock:
-            self._profiles_seen[model] = profiles
-            held = self.stabilizer.propose(
-                model, wanted, time.monotonic() if now is None else now, critical=band == "emergency"
-            )
+            if preview:
+                held = self.stabilizer.peek(model, wanted, at, critical)
+            else:
+                self._profiles_seen[model] = profiles
+                held = self.stabilizer.propose(model, wanted, at, critical)
             reasons = [f"matrix: {pressure.matrix_level} at {band} memory and load {load}", *pressure.reasons]
             if held != wanted:
                 reasons.append(f"held at {held}: {wanted} must hold a while first (hysteresis)")
-            self.choices[model] = LevelChoice(
-                model=model,
-                level=policy.as_level(held),
-                matrix_level=policy.as_level(pressure.matrix_level),
-                reasons=reasons,
-                at=time.time(),
-            )
+            if not preview:
+                self.choices[model] = LevelChoice(
+                    model=model,
+                    level=policy.as_level(held),
+                    matrix_level=policy.as_level(pressure.matrix_level),
+                    reasons=reasons,
+                    at=time.time(),
+                )
         level = policy.apply_task_priority(held, request.task_priority)
         level = policy.apply_source_ceiling(level, source_level, profiles, self.profile_rules)[0]
         level = policy.apply_ceiling(level, request.ceiling)

@@ -29,7 +29,7 @@ from worker import queues, status
 from worker.contracts import HostCeiling, JobEvent, JobStage
 from worker.jobs import COUNTS_KEY, JOB_KEY, LEASE_KEY, RUNNING_KEY, JobStore
 from worker.policy import LEVELS, Level, as_level, shift
-from worker.settings import Settings, get_settings
+from worker.settings import Settings
 
 CEILING_KEY = "dq:ceiling:{}:{}"
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class Sweeper:
     """Finds running jobs whose worker is gone and requeues each once; `me` (a worker) never claims its own job."""
 
     client: redis.Redis
-    settings: Settings = field(default_factory=get_settings)
+    settings: Settings
     me: str | None = None
     first_seen: dict[str, float] = field(default_factory=dict)
 

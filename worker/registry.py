@@ -34,8 +34,7 @@ from typing import Any
 from worker.bundles import BUNDLED
 from worker.errors import ModelLoadError, ModelNotFoundError
 from worker.policy import LEVELS
-from worker.settings import DEFAULT_MODEL, Settings
-from worker.variants import cache_root
+from worker.settings import DEFAULT_MODEL, Settings, get_settings
 
 BACKENDS = ("gguf", "transformers")
 HF_LEVELS = ("fp16", "int8", "int4")
@@ -72,7 +71,7 @@ class ModelSpec:
 
 def models_dir() -> Path:
     """Where the bundled model is assembled: <user cache>/dynaquant/models."""
-    return cache_root() / "models"
+    return get_settings().cache_root / "models"
 
 
 def bundled_gguf_path(name: str = DEFAULT_MODEL, directory: Path | None = None) -> Path:

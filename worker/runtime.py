@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -26,6 +26,7 @@ from worker.contracts import (
 from worker.errors import DynaquantError
 from worker.idle import IdleWork
 from worker.jobs import JobStore
+from worker.policy import Request
 from worker.probes import live_probes
 from worker.profiles import ProfileStore
 from worker.quantization import DynamicQuantizationManager, set_quantization_manager
@@ -194,6 +195,17 @@ class WorkerRuntime:
         self.idle.hold()
         return ClearReport(freed_mb=self.loader.clear_cache(), at=time.time())
 
+    def next_level(self, used_fraction: float, load: int) -> dict[str, Any]:
+        """The level the default model's next job would run at and why (the matrix's alone if it cannot be known)."""
+        model = self.settings.default_model
+        try:
+            shared = recovery.host_ceiling(self.client, recovery.host_of(self.name), model)
+            decision = self.loader.next_level(model, Request(ceiling=shared.level if shared else None))
+            return {"recommended_level": decision.level, "recommended_reasons": list(decision.reasons)}
+        except (DynaquantError, redis.RedisError, OSError) as exc:
+            level = self.manager.select_level(used_fraction, load)
+            return {"recommended_level": level, "recommended_reasons": [f"the matrix alone: {exc}"]}
+
     def snapshot(self, cache_clear_seen: int = 0) -> WorkerState:
         """This worker's state as its heartbeat publishes it."""
         reading = self.manager.probes.memory()
@@ -211,7 +223,7 @@ class WorkerRuntime:
                 "memory": reading,
                 "capabilities": self.manager.capabilities,
                 "thresholds": self.manager.thresholds,
-                "recommended_level": self.manager.select_level(reading.used_fraction, load.total),
+                **self.next_level(reading.used_fraction, load.total),
                 "active_job": active,
                 "queue": load,
                 "current_levels": dict(self.manager.stabilizer.current),

@@ -24,6 +24,8 @@ DEFAULT_MODEL = "qwen2.5-1.5b"
 SMALL_MODEL = "gemma-3-270m"
 """The bundled small, fast base model (Gemma 3 270M): for work whose output content does not matter."""
 BOUND_SYMBOLS: tuple[tuple[str, str], ...] = (("ge", ">="), ("gt", ">"), ("le", "<="))
+DEFAULT_N_CTX = 4096
+DEFAULT_RESULT_TTL = 86400
 CHAPTER_PARAGRAPHS = 20
 CHAPTER_PARAGRAPH_CHARS = 900
 CHAPTER_CHARS = 20_000
@@ -102,7 +104,7 @@ class Settings(BaseSettings):
         "map GGUF weights from disk; `0` reads them into the worker's own memory, where a memory limit sees them",
         shown="`1`",
     )
-    n_ctx: int = var("DYNAQUANT_N_CTX", 4096, "llama.cpp context length (tokens)", ge=256)
+    n_ctx: int = var("DYNAQUANT_N_CTX", DEFAULT_N_CTX, "llama.cpp context length (tokens)", ge=256)
     max_text_chars: int = var(
         "DYNAQUANT_MAX_TEXT_CHARS",
         CHAPTER_CHARS,
@@ -133,7 +135,7 @@ class Settings(BaseSettings):
         "DYNAQUANT_MAX_REDELIVERIES", 3, "times a job whose worker died is tried again, then `redelivery_limit`", ge=0
     )
     result_ttl: int = var(
-        "DYNAQUANT_RESULT_TTL", 86400, "seconds finished jobs, results and Idempotency-Keys are kept", ge=1
+        "DYNAQUANT_RESULT_TTL", DEFAULT_RESULT_TTL, "seconds finished jobs, results and Idempotency-Keys are kept", ge=1
     )
     heartbeat_seconds: float = var(
         "DYNAQUANT_HEARTBEAT_SECONDS", 2.0, "worker state refresh; a worker silent for 4 beats drops out", gt=0

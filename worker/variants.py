@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.errors import ModelLoadError
-from worker.settings import get_settings
+from worker.settings import available_cores
 
 GGUF_MAGIC = b"GGUF"
 
@@ -47,11 +47,6 @@ class Variant:
     def size_bytes(self) -> int:
         """Size of the variant file."""
         return self.path.stat().st_size
-
-
-def cache_root() -> Path:
-    """The user cache directory for dynaquant: $XDG_CACHE_HOME/dynaquant or ~/.cache/dynaquant."""
-    return get_settings().cache_root
 
 
 @contextmanager
@@ -215,14 +210,13 @@ def source_file_type(source: Path) -> str | None:
     return next((name for name, ident in FILE_TYPE_IDS.items() if ident == value), None)
 
 
-def variant_path(source: Path, gguf_type: str, directory: Path | None = None) -> Path:
+def variant_path(source: Path, gguf_type: str, directory: Path) -> Path:
     """Where the variant of `source` at `gguf_type` lives (built or not)."""
     stem = source.name[: -len(".gguf")] if source.name.endswith(".gguf") else source.name
-    folder = get_settings().variants_path if directory is None else directory
-    return folder / f"{stem}-{source_fingerprint(source)}.{gguf_type}.gguf"
+    return directory / f"{stem}-{source_fingerprint(source)}.{gguf_type}.gguf"
 
 
-def existing_variant(source: Path, gguf_type: str, directory: Path | None = None) -> Path | None:
+def existing_variant(source: Path, gguf_type: str, directory: Path) -> Path | None:
     """The variant file if it is already on disk (or the source itself when it has that type)."""
     check_gguf(source)
     target = variant_path(source, gguf_type, directory)
@@ -250,9 +244,7 @@ def build_once(target: Path, ready: Callable[[Path], bool], write: Callable[[Pat
     return True
 
 
-def ensure_variant(
-    source: Path | str, gguf_type: str, directory: Path | None = None, nthread: int | None = None
-) -> Variant:
+def ensure_variant(source: Path | str, gguf_type: str, directory: Path, nthread: int | None = None) -> Variant:
     """Return the variant of `source` at `gguf_type`, building it with llama.cpp if it is not on disk yet."""
     if gguf_type not in FILE_TYPE_IDS:
         raise ValueError(f"unknown GGUF type {gguf_type!r}: allowed are {', '.join(FILE_TYPE_IDS)}")
@@ -262,7 +254,7 @@ def ensure_variant(
         return Variant(src, gguf_type, src, built=False, seconds=0.0)
     target = variant_path(src, gguf_type, directory)
     started = time.perf_counter()
-    threads = nthread or get_settings().thread_count
+    threads = nthread or available_cores()
     built = build_once(target, Path.exists, lambda tmp: quantize(src, tmp, gguf_type, threads))
     return Variant(target, gguf_type, src, built=built, seconds=time.perf_counter() - started if built else 0.0)
 

@@ -109,6 +109,8 @@ def test_openapi_is_a_valid_document(client: FlaskClient) -> None:
     labels = {op.label for op in operations}
     assert labels == {
         "POST /api/v1/jobs", "GET /api/v1/jobs", "GET /api/v1/jobs/{job_id}", "DELETE /api/v1/jobs/{job_id}",
+        "GET /api/v1/jobs/{job_id}/review", "POST /api/v1/jobs/{job_id}/review", "GET /api/v1/jobs/{job_id}/export",
+        "GET /api/v1/reviews/labels",
         "POST /api/v1/batches", "GET /api/v1/batches/{batch_id}", "GET /api/v1/quantization/status",
         "POST /api/v1/quantization/calculate", "GET /api/v1/quantization/memory", "GET /api/v1/quantization/cache",
         "POST /api/v1/quantization/cache/clear", "GET /api/v1/quantization/profiles", "GET /healthz", "GET /readyz",

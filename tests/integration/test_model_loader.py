@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import llama_cpp
 import pytest
 
 from tests.conftest import Readings
@@ -343,3 +344,21 @@ def test_a_worker_slow_in_a_load_keeps_its_job_through_a_cache_clear(
     assert record.stage is not None and (record.stage.phase, record.stage.level) == ("running", "fp16")
     assert runtime.name in clear_acknowledgements(runtime.client, generation), "the clear was served during the load"
     assert slow.loads[-1] == "fp16" and runtime.store.lease_holder(job_id) == runtime.name
+
+
+def test_the_settings_a_loader_is_given_reach_its_backend_and_the_model(
+    variants_dir: Path, tmp_path: Path, make_loader: MakeLoader
+) -> None:
+    # mmap off, a small context, one thread: what the loader is given, not what the environment says
+    given, _ = make_loader(mmap=False, n_ctx=512, threads=1, variants_dir=variants_dir, gguf=None)
+    loader = ModelLoader(given.manager, given.registry, given.cache, settings=given.settings)
+    backend = loader.backend("gguf")
+    assert isinstance(backend, LlamaCppBackend)
+    assert (backend.use_mmap, backend.n_ctx, backend.n_threads, backend.variants_dir) == (False, 512, 1, variants_dir)
+    assert backend.build_for(loader.registry.get(), "int8").directory == variants_dir
+    with loader.acquire(None, Request(force_quantization="int4")) as lease:
+        model = lease.model
+        assert isinstance(model, LlamaCppModel)
+        llm = model._llm
+        assert llm is not None and llm.n_ctx() == 512
+        assert llm.model_params.load_mode == llama_cpp.LLAMA_LOAD_MODE_NONE  # read in, not mapped

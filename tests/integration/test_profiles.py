@@ -187,3 +187,29 @@ def test_calibration_skips_levels_a_worker_died_calibrating(make_loader: MakeLoa
     report = runtime.idle.calibrator.run(MODEL, ("fp16", "int8", "int4"), lambda: False)
     assert report is not None and report.levels == ("int4",), "fp16 and int8 are not tried again"
     assert set(runtime.profiles.profiles(MODEL)) == {"int4"}
+
+
+def test_the_status_shows_the_level_the_next_job_runs_at_profiles_and_hysteresis_included(
+    make_loader: MakeLoader, make_runtime: MakeRuntime, worker_redis: redis.Redis
+) -> None:
+    from tests.conftest import redis_db_url
+    from webapp import create_app
+    from worker.status import publish
+
+    loader, _ = make_loader(default_model=MODEL)  # comfortable memory, nothing queued: the matrix says fp16
+    runtime = make_runtime(loader, shadow_share=0.0, default_model=MODEL)
+    for _ in range(3):  # on this host fp16 is 3x slower than int8 and passes no more often
+        runtime.profiles.record(MODEL, Sample("fp16", seconds=3.0, passed=0.5))
+        runtime.profiles.record(MODEL, Sample("int8", seconds=1.0, passed=0.5))
+    state = runtime.snapshot()
+    assert state.recommended_level == "int8" and state.recommended_level != loader.manager.select_level(0.1, 0)
+    assert any("fp16 skipped: int8 is faster" in reason for reason in state.recommended_reasons)
+    publish(worker_redis, state, 30)
+    status = create_app({"TESTING": True, "REDIS_URL": redis_db_url(12)}).test_client()
+    shown = status.get("/api/v1/quantization/status").get_json()
+    assert shown["recommended_level"] == "int8"
+
+    spec = job()
+    runtime.store.create("next", spec)
+    outcome = run_job(runtime, "next", spec.model_dump(mode="json"))
+    assert outcome["status"] == "succeeded" and outcome["result"]["level"] == state.recommended_level

@@ -30,7 +30,8 @@ from worker.backends.base import (
 from worker.errors import JobCancelled, ModelLoadError
 from worker.policy import RUNTIME_OVERHEAD_FRACTION, check_level
 from worker.probes import installed
-from worker.variants import cache_root, file_lock, source_fingerprint, temp_path_for
+from worker.registry import models_dir
+from worker.variants import file_lock, source_fingerprint, temp_path_for
 
 if TYPE_CHECKING:
     from worker.registry import ModelSpec
@@ -295,7 +296,7 @@ def checkpoint_from_gguf(gguf: Path, name: str) -> Path:
     import transformers
 
     key = f"{source_fingerprint(gguf)}-tf{transformers.__version__}"
-    target = cache_root() / "test-checkpoints" / f"{name}-hf-{key}"
+    target = models_dir().parent / "test-checkpoints" / f"{name}-hf-{key}"
     if not (target / "model.safetensors").exists():
         with file_lock(target.with_name(target.name + ".lock")):
             if not (target / "model.safetensors").exists():

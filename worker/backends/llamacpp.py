@@ -11,7 +11,7 @@ from worker.backends.base import Decoding, Generation, HeldModel, Message, chat_
 from worker.builder import Build
 from worker.errors import InputError, JobCancelled, ModelLoadError
 from worker.policy import BITS_PER_WEIGHT, GGUF_TYPES, LEVELS, RUNTIME_OVERHEAD_FRACTION, check_level
-from worker.settings import get_settings
+from worker.settings import DEFAULT_N_CTX, Settings, available_cores
 from worker.variants import check_gguf, ensure_variant, existing_variant, gguf_metadata, source_file_type
 
 if TYPE_CHECKING:
@@ -178,17 +178,22 @@ class LlamaCppBackend:
 
     def __init__(
         self,
-        variants_dir: Path | None = None,
-        n_ctx: int | None = None,
+        variants_dir: Path,
+        n_ctx: int = DEFAULT_N_CTX,
         n_threads: int | None = None,
+        use_mmap: bool = True,
         device: str = "cpu",
     ) -> None:
-        settings = get_settings()
         self.variants_dir = variants_dir
         self.device = device
-        self.n_ctx = settings.n_ctx if n_ctx is None else n_ctx
-        self.n_threads = settings.thread_count if n_threads is None else n_threads
-        self.use_mmap = settings.mmap
+        self.n_ctx = n_ctx
+        self.n_threads = available_cores() if n_threads is None else n_threads
+        self.use_mmap = use_mmap
+
+    @classmethod
+    def from_settings(cls, settings: Settings, device: str = "cpu") -> LlamaCppBackend:
+        """The backend a worker's settings describe: its variants folder, context, threads and mmap."""
+        return cls(settings.variants_path, settings.n_ctx, settings.thread_count, settings.mmap, device)
 
     def supported_levels(self, spec: ModelSpec) -> tuple[str, ...]:
         """Every level, when the model has a GGUF file."""
@@ -211,8 +216,7 @@ class LlamaCppBackend:
 
     def build_for(self, spec: ModelSpec, level: str) -> Build:
         """What building the level's variant takes: source, GGUF type and this backend's variants folder."""
-        folder = self.variants_dir or get_settings().variants_path
-        return Build(spec.name, self._source(spec), GGUF_TYPES[check_level(level)], folder)
+        return Build(spec.name, self._source(spec), GGUF_TYPES[check_level(level)], self.variants_dir)
 
     def source_level(self, spec: ModelSpec) -> str | None:
         """The level of the GGUF file the variants are built from (int4 for a Q4_K_M file), if it is one of ours."""
