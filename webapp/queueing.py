@@ -97,9 +97,10 @@ def admitted(count: int) -> Iterator[None]:
 
 
 def _send(job_id: str, spec: JobSpec) -> None:
+    """Put a recorded job on its priority's queue."""
     get_celery().send_task(
         SIMPLIFY_TASK,
-        args=[job_id, spec.model_dump(mode="json")],
+        args=[job_id],  # the job is in its record, written before the send: the message carries its id only
         task_id=job_id,
         priority=spec.priority,
         queue=queue_name(),

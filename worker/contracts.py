@@ -225,7 +225,7 @@ def resolve(job: JobFields, limits: JobLimits, where: str = "") -> JobSpec:
     for name in ("text", "grade_level"):
         if name not in given:
             raise InputError(where + name, f"is required: {JobFields.model_fields[name].description}")
-    return JobSpec(
+    return JobSpec.model_construct(  # every field was validated as a JobFields: filled in, not validated again
         text=given["text"].strip(),
         grade_level=given["grade_level"],
         subject=given.get("subject", DEFAULT_SUBJECT).strip(),

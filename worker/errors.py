@@ -55,3 +55,9 @@ class JobCancelled(DynaquantError):
     """The job was cancelled while it ran."""
 
     code = "cancelled"
+
+
+class JobGone(DynaquantError):
+    """A job's record lost its request (it expired while the job waited): nothing is left to run."""
+
+    code = "job_gone"

@@ -35,6 +35,7 @@ from worker.contracts import (
     Phase,
     verdict_of,
 )
+from worker.errors import JobGone
 from worker.policy import as_level
 from worker.settings import DEFAULT_RESULT_TTL
 
@@ -213,6 +214,13 @@ class JobStore:
             return "busy", 0
         return answer, 0
 
+    def spec(self, job_id: str) -> JobSpec:
+        """A job's request as the web app stored it, checked once at the door: read, not validated again."""
+        raw = self.client.hget(JOB_KEY.format(job_id), "request")
+        if not raw:
+            raise JobGone(f"job {job_id} has no stored request (expired, or never recorded)")
+        return stored_spec(raw)
+
     def lease_holder(self, job_id: str) -> str | None:
         """The worker that holds a running job's lease, if its lease is still live."""
         value = self.client.get(LEASE_KEY.format(job_id))
@@ -387,6 +395,11 @@ class JobStore:
         pipe.execute()
 
 
+def stored_spec(raw: str | bytes) -> JobSpec:
+    """A stored job request, as written from a validated JobSpec (no second validation)."""
+    return JobSpec.model_construct(**json.loads(raw))
+
+
 def public_job(record: dict[str, str]) -> JobRecord:
     """A stored job as the API shows it."""
 
@@ -404,7 +417,7 @@ def public_job(record: dict[str, str]) -> JobRecord:
         batch_id=record.get("batch_id") or None,
         priority=int(record.get("priority", 5)),
         model=record.get("model") or None,
-        request=JobSpec.model_validate_json(request) if request else None,
+        request=stored_spec(request) if request else None,
         attempts=int(record.get("attempts", 0)),
         worker=record.get("worker") or None,
         created_at=stamp("created_at"),

@@ -81,11 +81,14 @@ def time_limit_message(seconds: int) -> str:
     return f"the job ran past the {seconds} s limit (DYNAQUANT_TASK_TIME_LIMIT) and was stopped"
 
 
-def run_job(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], delivery_tag: str = "") -> dict[str, Any]:
+def run_job(
+    runtime: WorkerRuntime, job_id: str, payload: dict[str, Any] | None = None, delivery_tag: str = ""
+) -> dict[str, Any]:
     """Run one job end to end and store its outcome once (a redelivered job is not stored twice).
 
     Returns status "deferred" when a live worker still runs the job (a redelivery after the
-    visibility timeout): the caller re-queues it for later instead of running it a second time.
+    visibility timeout): the caller re-queues it for later instead of running it a second time. The job is read
+    from its record; a `payload` (a message of an older web app) is checked instead.
     """
     store, settings = runtime.store, runtime.settings
     state, attempt = persist(
@@ -111,7 +114,7 @@ def run_job(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], delive
             log.warning("could not release the lease of job %s: %s", job_id, exc)
 
 
-def execute(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], attempt: int) -> dict[str, Any]:
+def execute(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any] | None, attempt: int) -> dict[str, Any]:
     """Generate a started job's text and store its result or error, holding it until Redis takes it."""
     from worker.simplify import simplify_text as simplify
 
@@ -122,8 +125,8 @@ def execute(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any], attemp
     result: JobResult | None = None
     error: tuple[str, str] | None = None
     try:
-        spec = validated(JobSpec, payload)
-        check_limits(spec, JobLimits.from_settings(runtime.settings))
+        spec = validated(JobSpec, payload) if payload is not None else store.spec(job_id)
+        check_limits(spec, JobLimits.from_settings(runtime.settings))  # this worker's limits (no parse)
         ceiling = persist(f"read the ceiling of job {job_id}", lambda: runtime.ceiling_for(job_id, spec.model))
         done = simplify(runtime.loader, spec, watch, budget=runtime.retry_budget, ceiling=ceiling)
         where = {"host": runtime.profiles.host, "device": runtime.profiles.device}
@@ -158,7 +161,7 @@ def job_summary(job_id: str, status: str, result: JobResult | None) -> JobSummar
 
 
 @app.task(name=SIMPLIFY_TASK, bind=True, max_retries=None)  # None: deferring never gives up on a job
-def simplify_text(self: Any, job_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+def simplify_text(self: Any, job_id: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
     """Simplify one text at the level this worker's state calls for."""
     runtime = get_runtime(self.request.hostname)
     tag = str((getattr(self.request, "properties", None) or {}).get("delivery_tag") or "")

@@ -53,13 +53,15 @@ def test_priority_picks_the_kombu_list(client: FlaskClient, redis_db: redis.Redi
     assert message["properties"]["priority"] == 0
 
 
-def test_the_task_carries_the_job_id_and_spec(client: FlaskClient, redis_db: redis.Redis) -> None:
+def test_the_task_carries_the_job_id_and_the_record_the_spec(client: FlaskClient, redis_db: redis.Redis) -> None:
     job_id = client.post("/api/v1/jobs", json={**JOB, "max_tokens": 64}).get_json()["job_id"]
     message = json.loads(redis_db.lindex("simplify\x06\x165", 0) or b"{}")
     assert message["headers"]["id"] == job_id
     assert message["content-type"] == "application/json"
     args, _, _ = json.loads(base64.b64decode(message["body"]))
-    assert args[0] == job_id and args[1]["max_tokens"] == 64 and args[1]["text"] == JOB["text"]
+    assert args == [job_id]
+    stored = JobStore(redis_db).spec(job_id)
+    assert stored.max_tokens == 64 and stored.text == JOB["text"]
 
 
 def test_integral_floats_count_as_integers(client: FlaskClient) -> None:
