@@ -150,14 +150,14 @@ def profile_jobs(
     `settings` is the worker's Settings (its Redis, queue, threads, variants dir); the warm-up job loads the
     model and is not counted. The heartbeat thread runs as in a worker unless heartbeat is False.
     """
-    from worker.contracts import JobLimits, parse_job
+    from worker.contracts import parse_job
     from worker.jobs import JobStore, new_id
     from worker.runtime import WorkerRuntime
     from worker.tasks import run_job
 
     runtime = WorkerRuntime(f"profile@bench-{new_id()[:8]}", settings=settings)
     store = JobStore(runtime.client, settings.result_ttl)
-    limits = JobLimits.from_settings(settings)
+    limits = settings.job_limits()
 
     def submit(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         spec = parse_job(body, limits)

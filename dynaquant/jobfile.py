@@ -115,7 +115,7 @@ def _typed_csv(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def limits() -> JobLimits:
     """The job limits this machine's settings set (the service checks its own again)."""
-    return JobLimits.from_settings(get_settings())
+    return get_settings().job_limits()
 
 
 def check_defaults(defaults: Mapping[str, Any]) -> JobFields:

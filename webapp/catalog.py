@@ -47,4 +47,4 @@ def job_limits(lenient: bool = False) -> JobLimits:
         if not lenient:
             raise
         workers = []
-    return JobLimits.from_settings(settings, tuple(known_models(workers, settings.default_model, settings.models_file)))
+    return settings.job_limits(tuple(known_models(workers, settings.default_model, settings.models_file)))

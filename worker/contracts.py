@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlencode
 
 from pydantic import (
@@ -30,9 +30,6 @@ from pydantic.fields import FieldInfo
 
 from worker.errors import InputError
 from worker.policy import LEVELS, TASK_PRIORITIES, Level, Request, TaskPriority, Thresholds, memory_band
-
-if TYPE_CHECKING:
-    from worker.settings import Settings
 
 MIB = 1024**2
 PROFILES_PATH = "/api/v1/quantization/profiles"
@@ -186,18 +183,6 @@ class JobLimits:
     default_model: str
     max_batch: int
     models: tuple[str, ...] | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings, models: tuple[str, ...] | None = None) -> JobLimits:
-        """The limits a process's settings set."""
-        return cls(
-            settings.max_text_chars,
-            settings.max_tokens,
-            settings.job_default_max_tokens,
-            settings.default_model,
-            settings.max_batch,
-            models,
-        )
 
 
 def check_limits(job: JobFields | JobSpec, limits: JobLimits, where: str = "") -> None:

@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic.json_schema import JsonDict
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from worker.contracts import RETRY_STRATEGIES, Strategy
+from worker.contracts import RETRY_STRATEGIES, JobLimits, Strategy
 from worker.policy import ProfileRules, Thresholds
 
 DEFAULT_MODEL = "qwen2.5-1.5b"
@@ -357,6 +357,17 @@ class Settings(BaseSettings):
     def thread_count(self) -> int:
         """Threads for llama.cpp work: as set, else every core this process may run on."""
         return self.threads or available_cores()
+
+    def job_limits(self, models: tuple[str, ...] | None = None) -> JobLimits:
+        """The job limits these settings set, with the model names a job may ask for (None: not checked)."""
+        return JobLimits(
+            self.max_text_chars,
+            self.max_tokens,
+            self.job_default_max_tokens,
+            self.default_model,
+            self.max_batch,
+            models,
+        )
 
     def worker_threads(self, workers: int) -> list[int]:
         """Threads for each of `workers` workers started together: as set, else shares that add up to the cores."""

@@ -14,7 +14,7 @@ import redis
 from celery.signals import worker_ready, worker_shutdown
 
 from worker.celery_app import SIMPLIFY_TASK, app
-from worker.contracts import JobLimits, JobResult, JobSpec, JobSummary, check_limits, validated
+from worker.contracts import JobResult, JobSpec, JobSummary, check_limits, validated
 from worker.errors import DynaquantError, JobCancelled
 from worker.runtime import WorkerRuntime, get_runtime, shutdown_runtime
 
@@ -126,7 +126,7 @@ def execute(runtime: WorkerRuntime, job_id: str, payload: dict[str, Any] | None,
     error: tuple[str, str] | None = None
     try:
         spec = validated(JobSpec, payload) if payload is not None else store.spec(job_id)
-        check_limits(spec, JobLimits.from_settings(runtime.settings))  # this worker's limits (no parse)
+        check_limits(spec, runtime.settings.job_limits())  # this worker's limits (no parse)
         ceiling = persist(f"read the ceiling of job {job_id}", lambda: runtime.ceiling_for(job_id, spec.model))
         done = simplify(runtime.loader, spec, watch, budget=runtime.retry_budget, ceiling=ceiling)
         where = {"host": runtime.profiles.host, "device": runtime.profiles.device}

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from worker.contracts import RETRY_STRATEGIES, JobLimits, parse_job
+from worker.contracts import RETRY_STRATEGIES, parse_job
 from worker.errors import InputError
 from worker.gate import GateSettings
 from worker.settings import Settings
 
-LIMITS = JobLimits.from_settings(Settings())
+LIMITS = Settings().job_limits()
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

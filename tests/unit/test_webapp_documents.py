@@ -15,7 +15,7 @@ from webapp import create_app
 from webapp.apidoc import api, live_document
 from webapp.catalog import known_models, models_in_file
 from webapp.server_errors import json_error_bytes
-from worker.contracts import NON_BLANK, JobLimits
+from worker.contracts import NON_BLANK
 from worker.settings import Settings
 
 
@@ -27,7 +27,7 @@ def generated() -> dict[str, Any]:
 
 
 def document(generated: dict[str, Any], models: list[str], max_batch: int, token_set: bool) -> dict[str, Any]:
-    limits = JobLimits.from_settings(Settings(max_batch=max_batch), tuple(models))
+    limits = Settings(max_batch=max_batch).job_limits(tuple(models))
     return live_document(copy.deepcopy(generated), limits, token_set)
 
 

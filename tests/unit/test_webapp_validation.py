@@ -10,14 +10,12 @@ from webapp.calculate import calculate
 from webapp.errors import ApiError
 from webapp.extensions import redacted_url
 from webapp.idempotency import idempotency_key
-from worker.contracts import GIB, CalculateRequest, JobLimits, MemoryReading, parse_batch, parse_job, validated
+from worker.contracts import GIB, CalculateRequest, MemoryReading, parse_batch, parse_job, validated
 from worker.errors import InputError
 from worker.policy import LEVELS, Thresholds
 from worker.settings import DEFAULT_MODEL, Settings
 
-LIMITS = JobLimits.from_settings(
-    Settings(max_batch=10, default_model="gemma-3-270m"), models=("gemma-3-270m", "qwen-7b")
-)
+LIMITS = Settings(max_batch=10, default_model="gemma-3-270m").job_limits(("gemma-3-270m", "qwen-7b"))
 JOB = {"text": "Cells divide by mitosis.", "grade_level": 6}
 
 
@@ -41,7 +39,7 @@ def test_parse_job_takes_empty_or_null_model_as_default() -> None:
 
 def test_parse_job_fills_the_defaults_from_the_limits() -> None:
     settings = Settings(default_model="qwen-7b", default_max_tokens=99)
-    spec = parse_job(JOB, JobLimits.from_settings(settings, models=("qwen-7b",)))
+    spec = parse_job(JOB, settings.job_limits(("qwen-7b",)))
     assert (spec.model, spec.max_tokens, spec.subject, spec.task_priority, spec.priority) == (
         "qwen-7b", 99, "General", "balanced", 5,
     )  # fmt: skip
