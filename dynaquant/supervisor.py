@@ -107,7 +107,9 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         print(f"starting {child.name}: {' '.join(child.argv)}", flush=True)
-        child.proc = subprocess.Popen(child.argv, env=child.env, start_new_session=True)
+        # Unbuffered: a process that dies abruptly still leaves its last lines (its shutdown, its error) in the log.
+        env = {**(child.env if child.env is not None else os.environ), "PYTHONUNBUFFERED": "1"}
+        child.proc = subprocess.Popen(child.argv, env=env, start_new_session=True)
         child.state, child.started_at, child.message = "running", time.time(), None
 
     def wait(self) -> int:
@@ -177,6 +179,9 @@ class Supervisor:
                     print(f"{child.name} did not stop in {grace_seconds:.0f} s; killing it", file=sys.stderr)
                     _kill_group(child.proc.pid)
                     child.proc.wait()
+                code = child.proc.returncode
+                if code not in (0, -signal.SIGTERM):
+                    print(f"{child.name} stopped with {exit_text(code)}", file=sys.stderr, flush=True)
                 child.state = "stopped"
 
     def snapshot(self) -> list[SupervisedProcess]:
