@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import redis
 
-from webapp.extensions import current_settings, get_redis
+from webapp.extensions import current_settings, get_redis, per_app, settings_of
 from worker.contracts import JobLimits, WorkerState
+from worker.errors import InputError
 from worker.status import live_workers
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def models_in_file(path: Path | str | None) -> set[str]:
@@ -48,3 +53,36 @@ def job_limits(lenient: bool = False) -> JobLimits:
             raise
         workers = []
     return settings.job_limits(tuple(known_models(workers, settings.default_model, settings.models_file)))
+
+
+class ModelNames:
+    """The job limits with the model names read at most once a heartbeat: every POST asks, and reading them parses
+    every worker's state and the models file. A name not among them is looked up again before it is refused."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._read: tuple[float, JobLimits] | None = None
+
+    def limits(self, fresh: bool = False) -> JobLimits:
+        """The limits as last read, or read now (when asked, or a heartbeat old)."""
+        now = time.monotonic()
+        with self._lock:
+            read = self._read
+        if read is not None and not fresh and now - read[0] < self.seconds:
+            return read[1]
+        limits = job_limits()
+        with self._lock:
+            self._read = (now, limits)
+        return limits
+
+
+def parsed(parse: Callable[[Any, JobLimits], T], body: Any) -> T:
+    """A body parsed under this app's limits; an unknown model name is checked against a fresh read first."""
+    names: ModelNames = per_app("model_names", lambda app: ModelNames(settings_of(app).heartbeat_seconds))
+    try:
+        return parse(body, names.limits())
+    except InputError as exc:
+        if not exc.field.endswith("model"):
+            raise
+    return parse(body, names.limits(fresh=True))

@@ -34,7 +34,8 @@ def _state(app: Flask) -> dict[str, Any]:
     return state
 
 
-def _lazy(name: str, build: Any) -> Any:
+def per_app(name: str, build: Any) -> Any:
+    """One object per app, made by `build(app)` on first use (a client, a store, a cache)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state = _state(app)
     if name not in state:
@@ -78,17 +79,17 @@ def _make_celery(app: Flask) -> Celery:
 
 def get_redis() -> redis.Redis:
     """This app's Redis client (REDIS_URL)."""
-    client: redis.Redis = _lazy("redis", _make_redis)
+    client: redis.Redis = per_app("redis", _make_redis)
     return client
 
 
 def get_store() -> JobStore:
     """This app's job and batch records."""
-    store: JobStore = _lazy("store", lambda app: JobStore(get_redis(), settings_of(app).result_ttl))
+    store: JobStore = per_app("store", lambda app: JobStore(get_redis(), settings_of(app).result_ttl))
     return store
 
 
 def get_celery() -> Celery:
     """The Celery app that sends tasks to this app's broker."""
-    sender: Celery = _lazy("celery", _make_celery)
+    sender: Celery = per_app("celery", _make_celery)
     return sender

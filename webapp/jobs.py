@@ -14,7 +14,7 @@ from pydantic import MISSING, BaseModel, Field
 from webapp.apidoc import IdempotencyHeader, documented
 from webapp.auth import token_required
 from webapp.body import json_object
-from webapp.catalog import job_limits
+from webapp.catalog import parsed
 from webapp.errors import ApiError
 from webapp.extensions import get_celery, get_store
 from webapp.idempotency import idempotency_key, release, settled
@@ -126,7 +126,7 @@ def submission(operation: str, body: type[BaseModel], accepted: type[BaseModel],
 @token_required
 def submit_job() -> ResponseReturnValue:
     """Queue one simplification job at its priority: 202 with its id and where to poll it."""
-    spec = parse_job(json_object(), job_limits())
+    spec = parsed(parse_job, json_object())
     return _queue_once("job", 1, lambda job_id: enqueue([(job_id, spec)]), _job_answer)
 
 
@@ -135,7 +135,7 @@ def submit_job() -> ResponseReturnValue:
 @token_required
 def submit_batch() -> ResponseReturnValue:
     """Queue many jobs at once, all or none: every item is checked before any is queued."""
-    jobs = [(new_id(), spec) for spec in parse_batch(json_object(), job_limits())]
+    jobs = [(new_id(), spec) for spec in parsed(parse_batch, json_object())]
 
     def answer(batch_id: str, replayed: bool) -> ResponseReturnValue:
         job_ids = _batch_job_ids(batch_id) if replayed else [job_id for job_id, _ in jobs]

@@ -191,3 +191,20 @@ def test_method_not_allowed_is_json(client: FlaskClient, api_error: ErrorCheck) 
     api_error(response, 405, None)
     assert "POST" in response.headers["Allow"]
     api_error(client.get("/no/such/page"), 404, None)
+
+
+def test_model_names_are_read_once_a_heartbeat_and_again_for_a_name_not_among_them(
+    client: FlaskClient, fake_worker: Callable[..., Any], api_error: ErrorCheck, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webapp import catalog
+
+    reads: list[int] = []
+    read = catalog.live_workers
+    monkeypatch.setattr(catalog, "live_workers", lambda redis_client: reads.append(1) or read(redis_client))
+    for _ in range(5):
+        assert client.post("/api/v1/jobs", json=JOB).status_code == 202
+    assert len(reads) == 1, "five POSTs within a heartbeat read the workers' states once"
+    fake_worker(models_available=["qwen-7b"])  # a worker that just came up offers a new model
+    assert client.post("/api/v1/jobs", json={**JOB, "model": "qwen-7b"}).status_code == 202
+    assert len(reads) == 2, "a name not among those read is looked up again before it is refused"
+    api_error(client.post("/api/v1/jobs", json={**JOB, "model": "nope"}), 400, "model")
