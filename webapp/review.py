@@ -22,6 +22,7 @@ from webapp.queueing import admitted, enqueue
 from worker import marks, review
 from worker.contracts import (
     PROFILE_FILTER,
+    AttemptRecord,
     Document,
     JobRecord,
     JobResult,
@@ -92,11 +93,20 @@ def current_review(job: JobRecord, sources: list[str]) -> JobReview:
     return job.review or review.begin(result_of(job), sources, time.time())
 
 
+def drafts_of(job: JobRecord, p: ParagraphReview) -> list[AttemptRecord]:
+    """The drafts behind a paragraph's text: the job's for it, or, once a new draft was taken, that redraft's."""
+    taken = [a.redraft_job for a in (job.review.actions if job.review else []) if a.action == "use_redraft"
+             and a.paragraph == p.index and a.redraft_job]  # fmt: skip
+    redraft = get_store().get(taken[-1]) if p.state == "redrafted" and taken else None
+    if redraft is not None and redraft.result is not None:
+        return redraft.result.attempts
+    result = result_of(job)
+    return [a for a in result.attempts if result.paragraphs is None or a.paragraph == p.index]
+
+
 def paragraph_view(job: JobRecord, p: ParagraphReview, source: str) -> ParagraphView:
     """A paragraph with its findings marked in its text and in its source."""
-    result = result_of(job)
-    several = result.paragraphs is not None
-    attempts = [a for a in result.attempts if not several or a.paragraph == p.index]
+    attempts = drafts_of(job, p)
     return ParagraphView(
         **p.model_dump(),
         source=source,

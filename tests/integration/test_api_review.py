@@ -197,11 +197,19 @@ def test_ask_again_queues_a_redraft_at_the_jobs_priority_and_its_text_can_be_tak
     new_text = "Volcanoes form where hot rock comes up through cracks. Some erupt often."
     store = JobStore(redis_db)
     store.start(redraft_id, f"worker-1@{HOST}")
-    store.succeed(redraft_id, job_result(text=new_text, level="int4", quality=check(SOURCES[1], new_text, GRADE)))
+    drafts = [
+        {"attempt": n, "strategy": "draft" if n == 1 else "sample", "level": "int4", "grade": 4.0,
+         "verdict": "pass" if n == 2 else "needs_review", "seconds": 0.5}
+        for n in (1, 2)
+    ]  # fmt: skip
+    report = check(SOURCES[1], new_text, GRADE)
+    store.succeed(redraft_id, job_result(text=new_text, level="int4", quality=report, attempts=drafts))
     answer = review(client, job_id, action="use_redraft", paragraph=2)
     assert answer.status_code == 200, answer.get_json()
     paragraph = answer.get_json()["paragraph"]
     assert (paragraph["state"], paragraph["text"], paragraph["level"]) == ("redrafted", new_text, "int4")
+    shown = client.get(f"/api/v1/jobs/{job_id}/review").get_json()["paragraphs"][1]
+    assert [(a["attempt"], a["verdict"]) for a in shown["attempts"]] == [(1, "needs_review"), (2, "pass")]
     labels = [json.loads(raw) for raw in reversed(redis_db.lrange(LABELS_KEY, 0, -1))]
     assert [(r["level"], r["output"], r["labels"]["teacher_accept"]) for r in labels] == [
         ("int2", OUTPUTS[1], False), ("int4", new_text, True),
