@@ -1,7 +1,7 @@
 """The review page in headless Chromium (Debian's, driven by Playwright): a four-paragraph document beside its
 source with the checker's findings marked, an accept (after the token the service asks for), an edit, the
-dashboard's link to the page, a new draft asked for and taken, and accept all remaining. Its screenshot
-(test-output/review-page.png) is the one in docs/review-page.png."""
+dashboard's link to the page, a new draft asked for and taken, and accept all remaining (screenshots in
+test-output/; the one in docs is made on the default model by scripts/review-screenshot.py)."""
 
 from __future__ import annotations
 
