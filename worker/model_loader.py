@@ -215,12 +215,7 @@ class ModelLoader:
     ) -> tuple[Decision, Reoptimization | None]:
         """The level for this job, and the re-optimisation it causes (other levels dropped unless they may stay)."""
         cached = self.cache.levels_of(spec.name)
-        resident = int(sum(cached.values()) * MIB)
-        prior, source = self._known(spec, supported, estimates)
-        decision = self.manager.decide_for_model(
-            spec.name, estimates, resident, request, supported, prior=prior, source_level=source
-        )
-        decision = self._built_level(spec, decision, request, supported)
+        decision = self._decision(spec, request, supported, estimates)
         keep = decision.level in cached or (bool(cached) and self._room_beside(estimates.get(decision.level, 0)))
         with self._lock:
             self._load_history.append(decision.load)
@@ -232,16 +227,26 @@ class ModelLoader:
     def next_level(self, name: str | None = None, request: Request | None = None) -> Decision:
         """The level the next job on a model would run at now, and why: the same decision, nothing recorded, nothing
         built (the status shows it)."""
-        request = request or Request()
         spec = self.registry.get(name)
         supported = self.supported_levels(spec)
-        estimates = self.estimates(spec, supported)
+        return self._decision(spec, request or Request(), supported, self.estimates(spec, supported), preview=True)
+
+    def _decision(
+        self,
+        spec: ModelSpec,
+        request: Request,
+        supported: tuple[str, ...],
+        estimates: dict[str, int],
+        preview: bool = False,
+    ) -> Decision:
+        """The manager's decision on this model's figures, moved to a built level; `preview`: nothing recorded,
+        no build asked."""
         resident = int(sum(self.cache.levels_of(spec.name).values()) * MIB)
         prior, source = self._known(spec, supported, estimates)
         decision = self.manager.decide_for_model(
-            spec.name, estimates, resident, request, supported, prior=prior, source_level=source, preview=True
+            spec.name, estimates, resident, request, supported, prior=prior, source_level=source, preview=preview
         )
-        return self._built_level(spec, decision, request, supported, ask_build=False)
+        return self._built_level(spec, decision, request, supported, ask_build=not preview)
 
     def _built_level(
         self, spec: ModelSpec, decision: Decision, request: Request, supported: tuple[str, ...], ask_build: bool = True
