@@ -43,7 +43,6 @@ from worker.labels import read_labels, record_labels
 
 bp = Blueprint("review", __name__)
 
-EXPORT_FORMATS = ("md", "txt")
 MARKDOWN_START = re.compile(r"^([#>*+\-=|]|\d+[.)])")
 """A paragraph opening with one of these would read as Markdown syntax (a heading, a list, a quote)."""
 
@@ -208,7 +207,8 @@ def post_review(job_id: str) -> ResponseReturnValue:
         record = get_store().change_review(job_id, change)
     except KeyError:
         raise not_found("job", job_id) from None
-    record_labels(get_redis(), record, labels, sources, int(current_settings().profile_ttl_days * 86400))
+    ttl = int(current_settings().profile_ttl_days * 86400)
+    record_labels(get_redis(), job_id, result_of(record), labels, sources, ttl)
     assert record.review is not None
     changed = record.review.paragraphs[paragraph.index - 1] if paragraph else None
     answer = ReviewAnswer(
@@ -235,10 +235,8 @@ def markdown_paragraph(text: str) -> str:
 )
 def export_job(job_id: str) -> ResponseReturnValue:
     """A succeeded job's text as it stands after review, paragraphs in order, as Markdown or plain text."""
-    fmt = request.args.get("format", "md")
-    if fmt not in EXPORT_FORMATS:
-        raise ApiError(400, "invalid_input", f"format: must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}",
-                       "format")  # fmt: skip
+    given = request.args.get("format")
+    fmt = validated(ExportQuery, {} if given is None else {"format": given}).format
     job = reviewable(job_id)
     spec = spec_of(job)
     texts = [p.text for p in current_review(job, paragraphs(spec.text)).paragraphs]
@@ -257,10 +255,7 @@ def export_job(job_id: str) -> ResponseReturnValue:
 @documented("reviewLabels", (400,), inputs={"query": LabelsQuery}, HTTP_200=(ReviewLabels, "The labels."))
 def review_labels() -> ResponseReturnValue:
     """Every reviewer verdict kept, oldest first, as rows of the checker's hand-label files (with the source)."""
-    model = request.args.get("model")
-    if model is not None and not re.fullmatch(PROFILE_FILTER, model):
-        raise ApiError(400, "invalid_input", f"model: not a model name: {model[:100]!r}", "model")
-    rows = read_labels(get_redis(), model)
+    rows = read_labels(get_redis(), validated(LabelsQuery, {"model": request.args.get("model")}).model)
     return ReviewLabels(labels=rows, count=len(rows)).model_dump(mode="json")
 
 

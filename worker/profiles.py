@@ -194,18 +194,24 @@ def review_figures(raw: dict[str, str], pass_rate: float | None) -> dict[str, fl
 
 
 def record_review(
-    client: redis.Redis, key: str, identity: dict[str, str], checker_passed: bool, accepted: bool, ttl_seconds: int
+    pipe: redis.client.Pipeline,
+    host: str,
+    device: str,
+    model: str,
+    level: str,
+    verdict: tuple[bool, bool],
+    ttl_seconds: int,
 ) -> None:
-    """Count a reviewer's verdict on a draft in the profile hash `key` of the level that wrote it."""
-    pipe = client.pipeline()
-    fields: dict[Any, Any] = {**identity, "updated_at": repr(time.time())}
-    pipe.hset(key, mapping=fields)
+    """Add to `pipe` the count of a reviewer's verdict, (checker passed, reviewer accepted), on a draft of a level."""
+    checker_passed, accepted = verdict
+    key = profile_key(host, device, model, level)
+    fields: dict[Any, Any] = {"host": host, "device": device, "model": model, "level": level}
+    pipe.hset(key, mapping={**fields, "updated_at": repr(time.time())})
     pipe.hincrby(key, "reviewed", 1)
     pipe.hincrby(key, "reviewed_accepted", int(accepted))
     pipe.hincrby(key, "reviewed_flagged", int(not checker_passed))
     pipe.hincrby(key, "reviewed_flagged_accepted", int(accepted and not checker_passed))
     pipe.expire(key, ttl_seconds)
-    pipe.execute()
 
 
 def stats_of(profile: LevelProfile) -> LevelStats:
